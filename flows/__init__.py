@@ -1,0 +1,1 @@
+"""Prefect flows and the ``vae-anomaly`` command line: thin orchestration over ``pipeline``."""

@@ -1,0 +1,14 @@
+"""Settings for a flow run: environment defaults plus per-run overrides (JSON-friendly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.config import Settings
+
+Overrides = dict[str, dict[str, Any]]
+
+
+def settings_for_run(overrides: Overrides | None = None) -> Settings:
+    """``Settings()`` from the environment, with ``{"section": {"field": value}}`` applied."""
+    return Settings().with_overrides(**(overrides or {}))

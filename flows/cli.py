@@ -1,0 +1,147 @@
+"""The ``vae-anomaly`` command line: each command starts one flow or calls one pipeline function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="vae-anomaly",
+    help="Anomaly detection for tabular data with a VAE, tracked in MLflow, run by Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="more logging")] = False,
+) -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="training table (CSV or Parquet)")] = Path(
+        "data/sample/train.csv"
+    ),
+    max_epochs: Annotated[int | None, typer.Option(help="most training epochs")] = None,
+    contamination: Annotated[
+        float | None, typer.Option(help="expected anomaly share: threshold quantile")
+    ] = None,
+    id_column: Annotated[
+        list[str] | None, typer.Option("--id-column", help="id column (repeatable)")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Train a detector, log it to MLflow and register a new model version."""
+    from flows.train import train_flow
+    from pipeline.ingest import InputError
+    from pipeline.schema import SchemaError
+
+    overrides: dict[str, dict[str, Any]] = {
+        "training": {"max_epochs": max_epochs, "progress_bar": progress},
+        "threshold": {"contamination": contamination},
+        "data": {"id_columns": tuple(id_column) if id_column else None},
+    }
+    try:
+        summary = train_flow(data_path=str(data.resolve()), overrides=overrides)
+    except (InputError, SchemaError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(
+        f"registered {summary['model_name']} version {summary['model_version']} "
+        f"(run {summary['model_run_id']}): {summary['rows']} rows, {summary['epochs']} epochs "
+        f"(best {summary['best_epoch']}), threshold {summary['threshold']:.4g}"
+    )
+
+
+@app.command()
+def score(
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="files, globs or folders to score")
+    ] = None,
+    alias: Annotated[str, typer.Option(help="registry alias to score with")] = "champion",
+    output_root: Annotated[Path | None, typer.Option(help="root of the output folders")] = None,
+    run_date: Annotated[
+        str | None, typer.Option(help="output partition (default: today, UTC)")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="rescore inputs already scored by this model version")
+    ] = False,
+    top: Annotated[int, typer.Option(help="flagged records to show")] = 10,
+) -> None:
+    """Score files with the registered model (by alias) and write scored/flagged outputs."""
+    from flows.score import DEFAULT_BATCH, score_flow
+    from pipeline.ingest import InputError
+    from pipeline.schema import SchemaError
+    from pipeline.tracking import RegistryError
+
+    try:
+        manifests = score_flow(
+            inputs=inputs or [DEFAULT_BATCH],
+            alias=alias,
+            output_root=str(output_root.resolve()) if output_root else None,
+            run_date=run_date,
+            force=force,
+        )
+    except (InputError, SchemaError, RegistryError) as exc:
+        _fail(str(exc))
+        return
+    for m in manifests:
+        _print_manifest(m, top)
+
+
+def _print_manifest(m: dict[str, Any], top: int) -> None:
+    import pandas as pd
+
+    out_dir = Path(m.get("output_dir") or Path(m["manifest_path"]).parent)
+    state = "already scored, skipped" if m.get("skipped") else "scored"
+    typer.echo(
+        f"\n{m['input_path']}: {state} with {m['model_name']} version {m['model_version']}\n"
+        f"  rows read {m['rows_read']}, scored {m['rows_scored']}, flagged {m['rows_flagged']}, "
+        f"rejected {m['rows_rejected']} (threshold {m['threshold']:.4g})\n  outputs: {out_dir}"
+    )
+    flagged_path = out_dir / "flagged.csv"
+    if top > 0 and m["rows_flagged"] and flagged_path.is_file():
+        flagged = pd.read_csv(flagged_path, nrows=top)
+        keep = [
+            c
+            for c in flagged.columns
+            if c not in ("model_name", "model_version", "threshold", "recon_error", "kl")
+        ]
+        with pd.option_context("display.max_colwidth", 120, "display.width", 200):
+            typer.echo(f"  top {len(flagged)} flagged records:")
+            typer.echo(flagged[keep].to_string(index=False))
+
+
+@app.command()
+def show(
+    alias: Annotated[str, typer.Option(help="registry alias")] = "champion",
+) -> None:
+    """Show which model version an alias points to."""
+    from pipeline.config import Settings
+    from pipeline.tracking import RegistryError, describe, resolve_alias
+
+    try:
+        typer.echo(json.dumps(describe(resolve_alias(Settings(), alias)), indent=1))
+    except RegistryError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    app()

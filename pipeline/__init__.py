@@ -1,0 +1,1 @@
+"""Tabular anomaly detection around the VAE: settings, ingest, preprocessing, detector, MLflow."""

@@ -1,0 +1,147 @@
+"""One typed settings object for the whole product.
+
+Values come from (highest first): explicit arguments, environment variables with the prefix
+``VAE_ANOMALY_`` (nested with ``__``, e.g. ``VAE_ANOMALY_TRAINING__MAX_EPOCHS=20``), defaults.
+The tracking URI also honours the standard ``MLFLOW_TRACKING_URI``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LABEL_COLUMNS = ("label", "anomaly_kind", "anomaly_column")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSettings(_Section):
+    """Which columns are what."""
+
+    id_columns: tuple[str, ...] = Field(
+        default=(), description="passed through untouched, never modeled (auto-detected if empty)"
+    )
+    ignore_columns: tuple[str, ...] = Field(
+        default=LABEL_COLUMNS, description="dropped before modeling (labels kept for evaluation)"
+    )
+    categorical_columns: tuple[str, ...] | None = Field(
+        default=None, description="forced categorical; default: non-numeric columns"
+    )
+    max_categories: int = Field(
+        default=50, ge=2, description="most frequent categories kept per column"
+    )
+    id_like_unique_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="a text column with more distinct values than this share of rows is an id",
+    )
+
+
+class ModelSettings(_Section):
+    """Architecture; empty hidden_dims / latent_dim 0 mean 'scale with the input width'."""
+
+    hidden_dims: tuple[int, ...] = ()
+    latent_dim: int = Field(default=0, ge=0)
+    activation: Literal["relu", "gelu", "tanh", "leaky_relu"] = "gelu"
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+class TrainingSettings(_Section):
+    max_epochs: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    beta: float = Field(default=0.01, ge=0, description="weight of the KL term in the loss")
+    patience: int = Field(
+        default=8, ge=1, description="epochs without validation gain before stopping"
+    )
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 42
+    device: str = Field(default="auto", description="auto, cpu or cuda")
+    cpu_threads: int = Field(default=1, ge=0, description="torch CPU threads in training (0 = all)")
+    min_rows: int = Field(default=20, ge=2, description="fewest training rows accepted")
+    progress_bar: bool = False
+
+
+class ThresholdSettings(_Section):
+    contamination: float = Field(
+        default=0.01, gt=0, lt=0.5, description="expected share of anomalies: threshold quantile"
+    )
+
+
+class ScoringSettings(_Section):
+    score: Literal["standardized", "sum"] = Field(
+        default="standardized",
+        description="standardized: z(recon) + z(KL) with training statistics; sum: recon + KL",
+    )
+    mc_samples: int = Field(default=0, ge=0, description="0 = deterministic (latent mean)")
+    batch_rows: int = Field(default=65536, ge=1, description="rows per inference batch")
+    top_reasons: int = Field(default=3, ge=1)
+    output_root: Path = Field(default=PROJECT_ROOT / "data" / "scored")
+
+
+class TrackingSettings(_Section):
+    uri: str | None = Field(
+        default=None, description="default: MLFLOW_TRACKING_URI, else sqlite in <project>/mlruns"
+    )
+    experiment: str = "vae-anomaly"
+    registered_model: str = "vae-anomaly"
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+
+    @field_validator("uri")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        return value or None
+
+    def resolved_uri(self) -> str:
+        """An absolute tracking URI (a relative sqlite path would depend on the working dir)."""
+        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            relative = uri.removeprefix("sqlite:///")
+            uri = "sqlite:///" + str(Path(relative).resolve())
+        return uri
+
+
+def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
+    return f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+
+
+class Settings(BaseSettings):
+    """All settings of the product, grouped by concern."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VAE_ANOMALY_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()
+    threshold: ThresholdSettings = ThresholdSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some fields of some sections replaced (``training={"max_epochs": 5}``)."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            if section not in data:
+                raise ValueError(f"unknown settings section {section!r}")
+            data[section].update({k: v for k, v in values.items() if v is not None})
+        return Settings.model_validate(data)
+
+    def flat_params(self) -> dict[str, str]:
+        """Every setting as ``section.field -> str`` (for MLflow params)."""
+        flat: dict[str, str] = {}
+        for section, values in self.model_dump(mode="json").items():
+            for key, value in values.items():
+                flat[f"{section}.{key}"] = str(value)
+        return flat

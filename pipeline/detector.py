@@ -1,0 +1,423 @@
+"""AnomalyDetector: the VAE on DataFrames (scikit-learn / pyod semantics).
+
+- ``__init__`` stores settings only; learned state ends with ``_``; every method but ``fit``
+  raises :class:`NotFittedError` before ``fit``.
+- Higher score = more anomalous; ``predict`` returns 0 (normal) / 1 (anomaly).
+- Scoring is deterministic (the latent mean) unless Monte Carlo samples are asked for.
+- A row that cannot be scored is rejected with a reason, never given a NaN score.
+
+The anomaly score. Each record gets ``recon_error`` (squared error of its encoded features,
+summed) and ``kl`` (KL divergence of its posterior from the prior). By default the score is
+``z(recon_error) + z(kl)``: each term standardised with its mean and standard deviation over the
+training records, so that neither term drowns the other (``scoring.score = "sum"`` gives the raw
+``recon_error + kl``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.checksums import verify_checksums, write_checksums
+from pipeline.config import Settings
+from pipeline.preprocess import TabularPreprocessor
+from pipeline.schema import (
+    SchemaError,
+    TableSchema,
+    check_scoring_frame,
+    clean_training_frame,
+    infer_schema,
+)
+from pipeline.threshold import contamination_threshold, reference_quantiles, score_percentile
+from vae import VAE, EpochStats, TrainConfig, VAEConfig, default_architecture, fit_vae
+from vae.train import reconstruct, score_arrays
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SCORE_COLUMNS = [
+    "anomaly_score",
+    "recon_error",
+    "kl",
+    "score_percentile",
+    "is_anomaly",
+    "reasons",
+    "model_name",
+    "model_version",
+    "threshold",
+]
+WEIGHTS_FILE = "weights.pt"
+PREPROCESS_FILE = "preprocess.json"
+DETECTOR_FILE = "detector.json"
+REFERENCE_FILE = "reference.parquet"
+
+
+class NotFittedError(RuntimeError):
+    """A method that needs a fitted detector was called before ``fit``."""
+
+
+@dataclass
+class ScoreResult:
+    """Scored rows (input order kept) and rejected rows (with line and reason)."""
+
+    scored: pd.DataFrame
+    rejected: pd.DataFrame
+    scored_lines: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.scored) + len(self.rejected)
+
+    def all_rows(self) -> pd.DataFrame:
+        """Scored and rejected rows together in input order, with a ``rejected_reason`` column."""
+        scored = self.scored.assign(rejected_reason="", _line=self.scored_lines)
+        if self.rejected.empty:
+            return scored.drop(columns="_line")
+        rejected = pd.DataFrame({c: self.rejected.get(c) for c in self.scored.columns})
+        rejected = rejected.assign(
+            anomaly_score=np.nan,
+            recon_error=np.nan,
+            kl=np.nan,
+            score_percentile=np.nan,
+            is_anomaly=0,
+            reasons="",
+            rejected_reason=self.rejected["reason"].to_numpy(),
+            _line=self.rejected["line"].to_numpy(),
+        )
+        if len(scored):
+            for column in ("model_name", "model_version", "threshold"):
+                rejected[column] = scored[column].iloc[0]
+        both = pd.concat([scored, rejected], ignore_index=True).sort_values("_line", kind="stable")
+        return both.drop(columns="_line").reset_index(drop=True).astype({"is_anomaly": "int8"})
+
+
+@dataclass(frozen=True)
+class ScoreStats:
+    """Mean and standard deviation of recon_error and KL over the training records."""
+
+    recon_mean: float
+    recon_std: float
+    kl_mean: float
+    kl_std: float
+
+    @staticmethod
+    def of(recon: np.ndarray, kl: np.ndarray) -> ScoreStats:
+        return ScoreStats(
+            float(recon.mean()), float(recon.std()), float(kl.mean()), float(kl.std())
+        )
+
+
+def _floor(std: float, mean: float) -> float:
+    return max(std, 1e-6 * max(1.0, abs(mean)))
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+class AnomalyDetector:
+    """Fit a VAE on a table of normal-looking records; score and flag new records."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+
+    # -- state helpers ------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                "this AnomalyDetector is not fitted yet: call fit() or load() first"
+            )
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "model_")
+
+    # -- fitting ------------------------------------------------------------------------
+    def fit(
+        self, frame: pd.DataFrame, on_epoch: Callable[[EpochStats], Any] | None = None
+    ) -> AnomalyDetector:
+        """Learn preprocessing, the VAE, the score scaling and the threshold from ``frame``.
+
+        A seeded share (``training.validation_fraction``) of the rows is held out: it drives
+        early stopping and the threshold (so the threshold is not set on rows the VAE saw).
+        """
+        s = self.settings
+        if len(frame) < s.training.min_rows:
+            raise ValueError(
+                f"training needs at least {s.training.min_rows} rows, got {len(frame)}; "
+                "add data or lower training.min_rows"
+            )
+        schema = infer_schema(frame, s.data)
+        clean = clean_training_frame(frame, schema)
+        rng = np.random.default_rng(s.training.seed)
+        order = rng.permutation(len(clean))
+        n_val = max(1, round(s.training.validation_fraction * len(clean)))
+        val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        train_part, val_part = clean.iloc[train_rows], clean.iloc[val_rows]
+
+        pre = TabularPreprocessor(
+            schema.numeric_columns, schema.categorical_columns, s.data.max_categories
+        ).fit(train_part)
+        x_train, x_val = pre.transform(train_part), pre.transform(val_part)
+
+        arch = default_architecture(pre.n_features)
+        vae_config = VAEConfig(
+            n_features=pre.n_features,
+            hidden_dims=tuple(s.model.hidden_dims) or arch["hidden_dims"],
+            latent_dim=s.model.latent_dim or arch["latent_dim"],
+            activation=s.model.activation,
+            dropout=s.model.dropout,
+        )
+        t = s.training
+        result = fit_vae(
+            x_train,
+            x_val,
+            vae_config,
+            TrainConfig(
+                max_epochs=t.max_epochs,
+                batch_size=t.batch_size,
+                learning_rate=t.learning_rate,
+                weight_decay=t.weight_decay,
+                beta=t.beta,
+                patience=t.patience,
+                seed=t.seed,
+                device=t.device, cpu_threads=t.cpu_threads,
+            ),
+            on_epoch=on_epoch,
+        )
+        self.schema_ = schema
+        self.preprocessor_ = pre
+        self.vae_config_ = vae_config
+        self.model_ = result.model
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.train_seconds_ = result.train_seconds
+        self.device_ = result.device
+
+        train_terms = score_arrays(self.model_, x_train)
+        self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl)
+        val_terms = score_arrays(self.model_, x_val)
+        val_scores = self._combine(val_terms.recon, val_terms.kl)
+        self.threshold_ = contamination_threshold(val_scores, s.threshold.contamination)
+        self.reference_quantiles_ = reference_quantiles(val_scores)
+        self.validation_scores_ = val_scores
+        self.reference_frame_ = frame.iloc[val_rows].reset_index(drop=True)
+        self.n_train_rows_ = len(train_part)
+        logger.info(
+            "fitted on %d rows (%d held out), %d features, best epoch %d, threshold %.4g",
+            len(train_part),
+            len(val_part),
+            pre.n_features,
+            result.best_epoch,
+            self.threshold_,
+        )
+        return self
+
+    # -- scoring ------------------------------------------------------------------------
+    def _combine(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
+        if self.settings.scoring.score == "sum":
+            return recon + kl
+        st = self.score_stats_
+        return (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean) + (
+            kl - st.kl_mean
+        ) / _floor(st.kl_std, st.kl_mean)
+
+    def _terms(
+        self, x: np.ndarray, mc_samples: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mc = self.settings.scoring.mc_samples if mc_samples is None else mc_samples
+        terms = score_arrays(
+            self.model_,
+            x,
+            batch_size=self.settings.scoring.batch_rows,
+            mc_samples=mc,
+            seed=self.settings.training.seed,
+        )
+        return self._combine(terms.recon, terms.kl), terms.recon, terms.kl
+
+    def score(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str = "input",
+        line_numbers: np.ndarray | None = None,
+        model_name: str | None = None,
+        model_version: str = "",
+        threshold: float | None = None,
+        mc_samples: int | None = None,
+    ) -> ScoreResult:
+        """Score every row of ``frame``: output columns as in the scoring contract.
+
+        Rows whose values cannot be read (text or inf in a numeric column) are rejected with
+        their line and a reason; :class:`SchemaError` is raised when model columns are missing.
+        """
+        self._check_fitted()
+        checked = check_scoring_frame(
+            frame,
+            self.schema_,
+            source=source,
+            line_numbers=line_numbers,
+            ignored=self.settings.data.ignore_columns,
+        )
+        for message in checked.warnings:
+            logger.warning(message)
+        accepted = checked.accepted
+        x = self.preprocessor_.transform(accepted)
+        scores, recon, kl = self._terms(x, mc_samples)
+        cut = self.threshold_ if threshold is None else float(threshold)
+        flags = (scores > cut).astype(np.int8)
+        out = accepted[self.schema_.id_columns].reset_index(drop=True)
+        out["anomaly_score"] = scores
+        out["recon_error"] = recon
+        out["kl"] = kl
+        out["score_percentile"] = score_percentile(scores, self.reference_quantiles_)
+        out["is_anomaly"] = flags
+        out["reasons"] = ""
+        flagged = np.flatnonzero(flags)
+        if flagged.size:
+            out.loc[flagged, "reasons"] = self.explain(accepted.iloc[flagged], x[flagged])
+        out["model_name"] = model_name or self.settings.tracking.registered_model
+        out["model_version"] = str(model_version)
+        out["threshold"] = cut
+        return ScoreResult(
+            scored=out,
+            rejected=checked.rejected.reset_index(drop=True),
+            scored_lines=checked.accepted_lines,
+            warnings=checked.warnings,
+        )
+
+    def explain(self, rows: pd.DataFrame, x: np.ndarray | None = None) -> list[str]:
+        """Top source columns of each row's reconstruction error, with share and expected value."""
+        self._check_fitted()
+        pre = self.preprocessor_
+        if x is None:
+            x = pre.transform(check_scoring_frame(rows, self.schema_).accepted)
+        recon = reconstruct(self.model_, x)
+        error = (x.astype(np.float64) - recon) ** 2  # (n, n_features)
+        columns = self.schema_.model_columns
+        sources = pre.feature_sources
+        position = {c: i for i, c in enumerate(columns)}
+        group = np.zeros((len(sources), len(columns)))
+        group[np.arange(len(sources)), [position[s] for s in sources]] = 1.0
+        per_column = error @ group  # (n, n_columns)
+        share = per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
+        expected = pre.expected_values(recon)
+        top = np.argsort(-per_column, axis=1)[:, : self.settings.scoring.top_reasons]
+        texts = []
+        for i in range(len(rows)):
+            parts = []
+            for j in top[i]:
+                column = columns[j]
+                actual = rows.iloc[i][column]
+                approx = "~" if column in pre.numeric_columns else ""
+                parts.append(
+                    f"{column}={_fmt(actual)} (expected {approx}{_fmt(expected[column][i])}, "
+                    f"{share[i, j]:.0%})"
+                )
+            texts.append(", ".join(parts))
+        return texts
+
+    def score_samples(self, frame: pd.DataFrame) -> np.ndarray:
+        """Anomaly scores only, one per row; raises if any row would be rejected."""
+        self._check_fitted()
+        checked = check_scoring_frame(frame, self.schema_)
+        if len(checked.rejected):
+            first = checked.rejected.iloc[0]
+            raise SchemaError(
+                f"{len(checked.rejected)} row(s) cannot be scored, first at line {first['line']}: "
+                f"{first['reason']}; use score() to get them as rejected rows"
+            )
+        return self._terms(self.preprocessor_.transform(checked.accepted))[0]
+
+    decision_function = score_samples
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """0 (normal) / 1 (anomaly) per row, against the fitted threshold."""
+        return (self.score_samples(frame) > self.threshold_).astype(np.int8)
+
+    # -- persistence --------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "format_version": FORMAT_VERSION,
+            "settings": self.settings.model_dump(mode="json"),
+            "vae_config": self.vae_config_.to_dict(),
+            "schema": self.schema_.to_dict(),
+            "threshold": self.threshold_,
+            "score_stats": self.score_stats_.__dict__,
+            "reference_quantiles": self.reference_quantiles_.tolist(),
+            "best_epoch": self.best_epoch_,
+            "n_train_rows": self.n_train_rows_,
+            "history": [h.to_dict() for h in self.history_],
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the fitted detector to ``directory`` (no pickled Python objects).
+
+        Files: ``weights.pt`` (torch state dict), ``preprocess.json``, ``detector.json``
+        (settings, architecture, schema, threshold, score scaling), ``reference.parquet``
+        (the held-out validation rows) and ``checksums.json`` (sha256 of each file).
+        """
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+        torch.save(state, directory / WEIGHTS_FILE)
+        (directory / PREPROCESS_FILE).write_text(json.dumps(self.preprocessor_.to_dict(), indent=1))
+        (directory / DETECTOR_FILE).write_text(json.dumps(self.metadata(), indent=1))
+        self.reference_frame_.to_parquet(directory / REFERENCE_FILE, index=False)
+        write_checksums(directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None) -> AnomalyDetector:
+        """Load a detector saved by :meth:`save`, refusing any file whose checksum differs."""
+        directory = Path(directory)
+        verify_checksums(directory)
+        meta = json.loads((directory / DETECTOR_FILE).read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{directory}: model format {meta.get('format_version')} is not supported "
+                f"(this version reads {FORMAT_VERSION})"
+            )
+        detector = cls(Settings.model_validate(meta["settings"]))
+        detector.schema_ = TableSchema.from_dict(meta["schema"])
+        detector.preprocessor_ = TabularPreprocessor.from_dict(
+            json.loads((directory / PREPROCESS_FILE).read_text())
+        )
+        detector.vae_config_ = VAEConfig.from_dict(meta["vae_config"])
+        from vae import pick_device
+
+        target = pick_device(device or detector.settings.training.device)
+        model = VAE(detector.vae_config_)
+        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        detector.model_ = model.to(target).eval()
+        detector.threshold_ = float(meta["threshold"])
+        detector.score_stats_ = ScoreStats(**meta["score_stats"])
+        detector.reference_quantiles_ = np.asarray(meta["reference_quantiles"])
+        detector.best_epoch_ = int(meta["best_epoch"])
+        detector.n_train_rows_ = int(meta["n_train_rows"])
+        detector.history_ = [EpochStats(**{**h, "epoch": int(h["epoch"])}) for h in meta["history"]]
+        detector.device_ = str(target)
+        reference = directory / REFERENCE_FILE
+        detector.reference_frame_ = (
+            pd.read_parquet(reference) if reference.exists() else pd.DataFrame()
+        )
+        return detector

@@ -1,0 +1,144 @@
+"""Reading CSV and Parquet tables, with clear errors for unreadable files."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class InputError(ValueError):
+    """An input file cannot be read; the message names the file and what to do."""
+
+
+def table_format(path: Path) -> str:
+    try:
+        return SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        raise InputError(
+            f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet"
+        ) from None
+
+
+def _check_header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-export it as UTF-8"
+        ) from None
+    if not header:
+        raise InputError(f"{path}: the file is empty (no header line)")
+    duplicated = sorted(name for name, n in Counter(header).items() if n > 1)
+    if duplicated:
+        raise InputError(f"{path}: duplicate column names {duplicated}; make every header unique")
+    return header
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a whole CSV or Parquet file (for training)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if table_format(path) == "parquet":
+        try:
+            return pq.read_table(path).to_pandas()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path}: unreadable Parquet file ({exc})") from None
+    _check_header(path)
+    try:
+        return pd.read_csv(path, low_memory=False)
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{path}: malformed CSV ({exc})") from None
+
+
+@dataclass
+class RawBatch:
+    """A table read for scoring: all values as read, plus the lines that could not be parsed."""
+
+    frame: pd.DataFrame
+    line_numbers: np.ndarray  # the file line of each row (1 = header)
+    bad_lines: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
+
+
+def read_for_scoring(path: str | Path, string_columns: list[str] | None = None) -> RawBatch:
+    """Read a whole file for scoring; malformed CSV lines are kept aside, not fatal.
+
+    CSV values are read with pyarrow, with ``string_columns`` (ids, categoricals) kept as text
+    so that an all-empty column keeps its type; numeric columns are checked later.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if table_format(path) == "parquet":
+        try:
+            frame = pq.read_table(path).to_pandas()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(
+                f"{path}: unreadable or truncated Parquet file ({exc}); nothing was scored"
+            ) from None
+        return RawBatch(frame=frame, line_numbers=np.arange(1, len(frame) + 1, dtype=np.int64))
+    if path.stat().st_size == 0:
+        return RawBatch(frame=pd.DataFrame(), line_numbers=np.empty(0, dtype=np.int64))
+    header = _check_header(path)
+    bad: list[tuple[int, str, str]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        bad.append(
+            (
+                int(row.number or -1),
+                f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                row.text,
+            )
+        )
+        return "skip"
+
+    types = {c: pa.string() for c in (string_columns or []) if c in header}
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+        )
+    except pa.ArrowInvalid:
+        # a numeric-looking column with text in some row: read every column as text instead
+        types = {c: pa.string() for c in header}
+        bad.clear()
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+        )
+    frame = table.to_pandas()
+    return RawBatch(
+        frame=frame, line_numbers=_data_line_numbers(len(frame), [b[0] for b in bad]), bad_lines=bad
+    )
+
+
+def _data_line_numbers(n_rows: int, skipped_lines: list[int]) -> np.ndarray:
+    """File line of each parsed row, given the lines that were skipped (one record per line).
+
+    Row ``i`` would sit on line ``i + 2`` without skips; each skipped line at or before it
+    pushes it one further. With skipped lines ``s_j`` (sorted), ``t_j = s_j - j`` is the base
+    position each one displaces, so the shift is the count of ``t_j <= base``.
+    """
+    base = np.arange(2, n_rows + 2, dtype=np.int64)
+    skipped = np.array(sorted(set(skipped_lines)), dtype=np.int64)
+    if skipped.size == 0:
+        return base
+    displaced = skipped - np.arange(skipped.size)
+    return base + np.searchsorted(displaced, base, side="right")

@@ -1,0 +1,267 @@
+"""Preprocessing of mixed tables: numeric impute + scale, missing indicators, one-hot categoricals.
+
+Fitting uses scikit-learn's ``ColumnTransformer``. The fitted parameters are then read out into
+plain JSON (medians, means, scales, kept categories), and :meth:`TabularPreprocessor.transform`
+applies them with vectorised numpy. So the saved model holds no pickled object, scoring needs no
+scikit-learn object, and a test checks that both paths give the same matrix.
+
+Skewed numeric columns (|skewness| above ``log_skew`` in training, e.g. money amounts) are
+first mapped with the signed log ``sign(x) * log1p(|x|)``: ratios become differences, which an
+MLP reconstructs far better, and extreme values (1e308) stay finite.
+Missing indicators (0/1, not scaled, for numeric columns that had missing values in training)
+weigh like one categorical column, so random missingness does not drown the other columns.
+Categories are kept per column up to ``max_categories`` (the most frequent); rarer and unseen
+categories encode as all zeros (tolerated, not an error). Missing categoricals are the category
+``__missing__``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+logger = logging.getLogger(__name__)
+
+MISSING_CATEGORY = "__missing__"
+# standardised values are clipped to this magnitude so that extreme inputs (1e308) give large
+# but finite errors instead of inf/NaN scores
+CLIP = 1e4
+
+
+def categorical_strings(values: pd.Series) -> np.ndarray:
+    """Categorical values as ``str`` objects, missing values as ``__missing__``.
+
+    Casting first avoids scikit-learn's ``isnan`` TypeError on all-NaN float columns.
+    """
+    as_object = values.astype(object)
+    mask = values.isna().to_numpy()
+    out = as_object.to_numpy(copy=True)
+    out[mask] = MISSING_CATEGORY
+    return out.astype(str).astype(object)
+
+
+def signed_log(values: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
+    """``sign(x) * log1p(|x|)`` on the given column positions (all when None); NaN stays NaN."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    cols = slice(None) if columns is None else columns
+    out[:, cols] = np.sign(out[:, cols]) * np.log1p(np.abs(out[:, cols]))
+    return out
+
+
+def numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The numeric columns as float64, ``(rows, len(columns))``; missing values as NaN."""
+    if not columns:
+        return np.empty((len(frame), 0), dtype=np.float64)
+    return frame[columns].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+@dataclass
+class TabularPreprocessor:
+    """Fitted preprocessing; every learned field ends with ``_``."""
+
+    numeric_columns: list[str]
+    categorical_columns: list[str]
+    max_categories: int = 50
+    log_skew: float = 1.0
+    log_columns_: list[str] = field(default_factory=list)
+    medians_: list[float] = field(default_factory=list)
+    indicator_columns_: list[str] = field(default_factory=list)
+    means_: list[float] = field(default_factory=list)
+    scales_: list[float] = field(default_factory=list)
+    categories_: list[list[str]] = field(default_factory=list)
+    fitted_: bool = False
+
+    # -- fitting -------------------------------------------------------------------------
+    def _kept_categories(self, frame: pd.DataFrame) -> list[list[str]]:
+        kept = []
+        for column in self.categorical_columns:
+            counts = pd.Series(categorical_strings(frame[column])).value_counts(sort=True)
+            top = counts.iloc[: self.max_categories]
+            # deterministic order: by frequency, ties by name
+            ordered = sorted(top.index.tolist(), key=lambda c: (-int(top[c]), str(c)))
+            if len(counts) > self.max_categories:
+                logger.warning(
+                    "column %r has %d categories; the %d most frequent are modeled, the rest "
+                    "encode as unknown",
+                    column,
+                    len(counts),
+                    self.max_categories,
+                )
+            kept.append([str(c) for c in ordered])
+        return kept
+
+    def _skewed_columns(self, frame: pd.DataFrame) -> list[str]:
+        if not self.numeric_columns or self.log_skew <= 0:
+            return []
+        with np.errstate(all="ignore"):
+            skew = frame[self.numeric_columns].astype("float64").skew(skipna=True)
+        return [
+            c for c in self.numeric_columns if np.isfinite(skew[c]) and abs(skew[c]) > self.log_skew
+        ]
+
+    def sklearn_transformer(
+        self, categories: list[list[str]], log_columns: list[str] | None = None
+    ) -> ColumnTransformer:
+        """The scikit-learn ColumnTransformer this preprocessor is fitted with."""
+        positions = [self.numeric_columns.index(c) for c in (log_columns or [])]
+        numeric = Pipeline(
+            [
+                ("log", FunctionTransformer(signed_log, kw_args={"columns": positions})),
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler()),
+            ]
+        )
+        categorical = OneHotEncoder(
+            categories=[np.array(c, dtype=object) for c in categories],
+            handle_unknown="ignore",
+            sparse_output=False,
+            dtype=np.float64,
+        )
+        parts: list[tuple[str, Any, list[str]]] = []
+        if self.numeric_columns:
+            parts.append(("num", numeric, self.numeric_columns))
+            parts.append(
+                ("missing", MissingIndicator(features="missing-only"), self.numeric_columns)
+            )
+        if self.categorical_columns:
+            parts.append(("cat", categorical, self.categorical_columns))
+        return ColumnTransformer(parts, sparse_threshold=0.0, remainder="drop")
+
+    def sklearn_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        data: dict[str, Any] = {}
+        for column in self.numeric_columns:
+            data[column] = frame[column].astype("float64")
+        for column in self.categorical_columns:
+            data[column] = categorical_strings(frame[column])
+        return pd.DataFrame(data, index=frame.index)
+
+    def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
+        if not self.numeric_columns and not self.categorical_columns:
+            raise ValueError("no column to model: every column is an id, ignored or empty")
+        categories = self._kept_categories(frame)
+        self.log_columns_ = self._skewed_columns(frame)
+        transformer = self.sklearn_transformer(categories, self.log_columns_).fit(
+            self.sklearn_input(frame)
+        )
+        if self.numeric_columns:
+            numeric = transformer.named_transformers_["num"]
+            imputer: SimpleImputer = numeric.named_steps["impute"]
+            scaler: StandardScaler = numeric.named_steps["scale"]
+            self.medians_ = [float(v) for v in imputer.statistics_]
+            indicator: MissingIndicator = transformer.named_transformers_["missing"]
+            self.indicator_columns_ = [self.numeric_columns[i] for i in indicator.features_]
+            self.means_ = [float(v) for v in scaler.mean_]
+            self.scales_ = [float(v) for v in scaler.scale_]
+        self.categories_ = categories
+        self.fitted_ = True
+        return self
+
+    # -- applying ------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.fitted_:
+            raise RuntimeError("this preprocessor is not fitted yet: call fit() first")
+
+    @property
+    def feature_sources(self) -> list[str]:
+        """For each encoded feature, the source column it comes from."""
+        self._check_fitted()
+        sources = list(self.numeric_columns) + list(self.indicator_columns_)
+        for column, cats in zip(self.categorical_columns, self.categories_, strict=True):
+            sources += [column] * len(cats)
+        return sources
+
+    @property
+    def feature_names(self) -> list[str]:
+        self._check_fitted()
+        names = list(self.numeric_columns) + [f"{c}__missing" for c in self.indicator_columns_]
+        for column, cats in zip(self.categorical_columns, self.categories_, strict=True):
+            names += [f"{column}={c}" for c in cats]
+        return names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_sources)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode ``frame`` (already validated: numeric columns numeric) as float32."""
+        self._check_fitted()
+        blocks: list[np.ndarray] = []
+        if self.numeric_columns:
+            values = numeric_matrix(frame, self.numeric_columns)
+            if self.log_columns_:
+                values = signed_log(
+                    values, [self.numeric_columns.index(c) for c in self.log_columns_]
+                )
+            missing = np.isnan(values)
+            values = np.where(missing, np.asarray(self.medians_), values)
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled = (values - np.asarray(self.means_)) / np.asarray(self.scales_)
+            blocks.append(
+                np.clip(np.nan_to_num(scaled, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
+            )
+            index = {c: i for i, c in enumerate(self.numeric_columns)}
+            blocks.append(
+                missing[:, [index[c] for c in self.indicator_columns_]].astype(np.float64)
+            )
+        for column, cats in zip(self.categorical_columns, self.categories_, strict=True):
+            codes = pd.Categorical(categorical_strings(frame[column]), categories=cats).codes
+            onehot = np.zeros((len(frame), len(cats)), dtype=np.float64)
+            known = codes >= 0
+            onehot[np.flatnonzero(known), codes[known]] = 1.0
+            blocks.append(onehot)
+        return (
+            np.hstack(blocks).astype(np.float32)
+            if blocks
+            else np.empty((len(frame), 0), np.float32)
+        )
+
+    def expected_values(self, recon: np.ndarray) -> dict[str, np.ndarray]:
+        """Map decoder outputs ``(n, n_features)`` back to source units, per source column.
+
+        Numeric columns: the reconstruction in the original units. Categoricals: the kept
+        category with the largest reconstructed weight.
+        """
+        self._check_fitted()
+        out: dict[str, np.ndarray] = {}
+        n_num = len(self.numeric_columns)
+        if n_num:
+            scaled = recon[:, :n_num]
+            for i, column in enumerate(self.numeric_columns):
+                value = scaled[:, i] * self.scales_[i] + self.means_[i]
+                if column in self.log_columns_:
+                    value = np.sign(value) * np.expm1(np.minimum(np.abs(value), 700.0))
+                out[column] = value
+        start = n_num + len(self.indicator_columns_)
+        for column, cats in zip(self.categorical_columns, self.categories_, strict=True):
+            block = recon[:, start : start + len(cats)]
+            out[column] = np.asarray(cats, dtype=object)[block.argmax(axis=1)]
+            start += len(cats)
+        return out
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "numeric_columns": self.numeric_columns,
+            "categorical_columns": self.categorical_columns,
+            "max_categories": self.max_categories,
+            "log_skew": self.log_skew,
+            "log_columns_": self.log_columns_,
+            "medians_": self.medians_,
+            "indicator_columns_": self.indicator_columns_,
+            "means_": self.means_,
+            "scales_": self.scales_,
+            "categories_": self.categories_,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TabularPreprocessor:
+        return cls(**values, fitted_=True)

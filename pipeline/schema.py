@@ -1,0 +1,205 @@
+"""Column roles (id / numeric / categorical), checks of incoming tables, and row rejection.
+
+Training data is cleaned leniently (unparseable numbers and inf become missing, with a
+warning); scoring data is checked strictly: a row with a value the model cannot read is
+rejected with its line number and a reason, the other rows go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import DataSettings
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["id", "numeric", "categorical"]
+NUMERIC_PARSE_SHARE = 0.95
+_ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|guid)", re.IGNORECASE)
+
+
+class SchemaError(ValueError):
+    """The table does not fit the model (missing columns, no usable column, ...)."""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """The columns a model was trained with, and the role of each."""
+
+    roles: dict[str, Role]
+
+    @property
+    def id_columns(self) -> list[str]:
+        return [c for c, r in self.roles.items() if r == "id"]
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [c for c, r in self.roles.items() if r == "numeric"]
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return [c for c, r in self.roles.items() if r == "categorical"]
+
+    @property
+    def model_columns(self) -> list[str]:
+        return self.numeric_columns + self.categorical_columns
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"roles": dict(self.roles)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TableSchema:
+        return cls(roles=dict(values["roles"]))
+
+
+def _parse_share(values: pd.Series) -> float:
+    present = values.dropna()
+    if present.empty:
+        return 0.0
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    return float(parsed.notna().mean())
+
+
+def infer_schema(frame: pd.DataFrame, settings: DataSettings) -> TableSchema:
+    """Decide the role of every column of a training table (ignored columns are left out)."""
+    duplicated = [c for c in frame.columns[frame.columns.duplicated()]]
+    if duplicated:
+        raise SchemaError(f"duplicate column names {duplicated}: rename them so each is unique")
+    roles: dict[str, Role] = {}
+    forced_categorical = set(settings.categorical_columns or ())
+    unknown = (set(settings.id_columns) | forced_categorical) - set(frame.columns)
+    if unknown:
+        raise SchemaError(f"configured columns not in the table: {sorted(unknown)}")
+    n_rows = len(frame)
+    for column in frame.columns:
+        name = str(column)
+        if name in settings.ignore_columns:
+            continue
+        values = frame[column]
+        if name in settings.id_columns:
+            roles[name] = "id"
+        elif name in forced_categorical or pd.api.types.is_bool_dtype(values):
+            roles[name] = "categorical"
+        elif pd.api.types.is_numeric_dtype(values):
+            roles[name] = "numeric"
+        elif _parse_share(values) >= NUMERIC_PARSE_SHARE:
+            logger.warning(
+                "column %r holds text but %.0f%%+ of it parses as numbers: modeled as numeric, "
+                "the rest treated as missing",
+                name,
+                100 * NUMERIC_PARSE_SHARE,
+            )
+            roles[name] = "numeric"
+        else:
+            distinct = values.nunique(dropna=True)
+            id_like = n_rows >= 20 and distinct > settings.id_like_unique_ratio * n_rows
+            if id_like or (_ID_NAME.search(name) and distinct == values.notna().sum()):
+                if not settings.id_columns and not _ID_NAME.search(name):
+                    logger.warning(
+                        "column %r has a distinct value in %d of %d rows: treated as an id column "
+                        "(passed through, not modeled)",
+                        name,
+                        distinct,
+                        n_rows,
+                    )
+                roles[name] = "id"
+            else:
+                roles[name] = "categorical"
+    schema = TableSchema(roles)
+    if not schema.model_columns:
+        raise SchemaError(
+            "no column to model: every column is an id or ignored "
+            f"(columns: {list(map(str, frame.columns))})"
+        )
+    return schema
+
+
+def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """Numeric columns as float64 (text and inf become missing, with a warning)."""
+    out = frame[list(schema.roles)].copy()
+    for column in schema.numeric_columns:
+        raw = out[column]
+        numbers = _to_float(raw)
+        bad_text = raw.notna() & numbers.isna()
+        infinite = np.isinf(numbers.to_numpy())
+        if bad_text.any() or infinite.any():
+            logger.warning(
+                "training column %r: %d non-numeric and %d infinite values treated as missing",
+                column,
+                int(bad_text.sum()),
+                int(infinite.sum()),
+            )
+        numbers[infinite] = np.nan
+        out[column] = numbers
+    for column in schema.categorical_columns + schema.id_columns:
+        out[column] = out[column].astype(object).where(out[column].notna(), None)
+    return out
+
+
+def _to_float(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype("float64")
+
+
+@dataclass
+class CheckedBatch:
+    """A scoring batch split into rows that can be scored and rows rejected with reasons."""
+
+    accepted: pd.DataFrame  # model columns typed, id columns untouched
+    accepted_lines: np.ndarray  # line number (1 = header) of each accepted row
+    rejected: pd.DataFrame  # columns: line, reason, then the raw values
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_scoring_frame(
+    frame: pd.DataFrame,
+    schema: TableSchema,
+    source: str = "input",
+    line_numbers: np.ndarray | None = None,
+    ignored: tuple[str, ...] = (),
+) -> CheckedBatch:
+    """Check a batch against the training schema; reject the rows that cannot be scored.
+
+    Raises :class:`SchemaError` (naming every missing column) when columns are missing.
+    """
+    missing = [c for c in schema.roles if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{source}: missing column(s) {missing} (the model was trained with them); "
+            "add them to the file or retrain the model without them"
+        )
+    extra = [str(c) for c in frame.columns if c not in schema.roles and c not in ignored]
+    warnings = []
+    if extra:
+        warnings.append(f"{source}: extra column(s) {extra} ignored")
+    lines = (
+        np.arange(2, len(frame) + 2, dtype=np.int64)
+        if line_numbers is None
+        else np.asarray(line_numbers, dtype=np.int64)
+    )
+    reasons = np.full(len(frame), "", dtype=object)
+    typed = frame[list(schema.roles)].copy()
+    for column in schema.numeric_columns:
+        raw = frame[column]
+        numbers = _to_float(raw)
+        values = numbers.to_numpy()
+        not_a_number = (raw.notna() & numbers.isna()).to_numpy()
+        infinite = np.isinf(values)
+        for mask, what in ((not_a_number, "is not a number"), (infinite, "is infinite")):
+            for i in np.flatnonzero(mask & (reasons == "")):
+                reasons[i] = f"column {column!r}: value {raw.iloc[i]!r} {what}"
+        typed[column] = numbers
+    bad = reasons != ""
+    rejected = frame.loc[bad].copy()
+    rejected.insert(0, "reason", reasons[bad])
+    rejected.insert(0, "line", lines[bad])
+    return CheckedBatch(
+        accepted=typed.loc[~bad], accepted_lines=lines[~bad], rejected=rejected, warnings=warnings
+    )

@@ -1,0 +1,236 @@
+"""MLflow: tracking URI, experiment, logging a trained detector, registry and aliases."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.detector import AnomalyDetector
+
+logger = logging.getLogger(__name__)
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+CODE_PATHS = [str(PROJECT_ROOT / "vae"), str(PROJECT_ROOT / "pipeline")]
+REQUIREMENTS = [
+    "torch",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "pydantic",
+    "pydantic-settings",
+    "mlflow",
+]
+
+
+class RegistryError(RuntimeError):
+    """The registered model or alias asked for does not exist (or the registry is unreachable)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version resolved from an alias."""
+
+    name: str
+    version: str
+    run_id: str
+    alias: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def pip_requirements() -> list[str]:
+    """The model's requirements, pinned to the versions in use (local version tags dropped)."""
+    return [f"{name}=={package_version(name).split('+')[0]}" for name in REQUIREMENTS]
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the configured store; create the local SQLite folder if needed."""
+    uri = settings.tracking.resolved_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(settings: Settings) -> str:
+    """The experiment id; a new experiment on a SQLite store keeps artifacts beside the DB."""
+    uri = configure(settings)
+    name = settings.tracking.experiment
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _model_frame(detector: AnomalyDetector, frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns, typed as the signature declares them."""
+    schema = detector.schema_
+    sample = frame[list(schema.roles)].head(5).copy()
+    for column in schema.numeric_columns:
+        sample[column] = pd.to_numeric(sample[column], errors="coerce").astype("float64")
+    for column in schema.categorical_columns + schema.id_columns:
+        sample[column] = (
+            sample[column].astype(object).where(sample[column].notna(), None).astype(str)
+        )
+    return sample
+
+
+def log_training_run(
+    detector: AnomalyDetector,
+    frame: pd.DataFrame,
+    data_path: str,
+    settings: Settings,
+    data_digest: str,
+) -> ModelRef:
+    """Log params, per-epoch losses, threshold, data and model; register a new version.
+
+    Every new version gets the challenger alias; the very first version also gets champion.
+    """
+    experiment_id = ensure_experiment(settings)
+    name = settings.tracking.registered_model
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params(settings.flat_params())
+        mlflow.log_params(
+            {
+                "data.path": data_path,
+                "data.rows": len(frame),
+                "model.n_features": detector.vae_config_.n_features,
+                "model.hidden_dims_used": str(detector.vae_config_.hidden_dims),
+                "model.latent_dim_used": detector.vae_config_.latent_dim,
+            }
+        )
+        for epoch in detector.history_:
+            metrics = {k: v for k, v in epoch.to_dict().items() if k not in ("epoch", "seconds")}
+            mlflow.log_metrics(
+                {k: v for k, v in metrics.items() if np.isfinite(v)}, step=epoch.epoch
+            )
+        scores = detector.validation_scores_
+        mlflow.log_metrics(
+            {
+                "threshold": detector.threshold_,
+                "best_epoch": detector.best_epoch_,
+                "train_seconds": detector.train_seconds_,
+                **{f"val_score_q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 99)},
+            }
+        )
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+            frame, source=data_path, name=Path(data_path).name, digest=data_digest[:32]
+        )
+        mlflow.log_input(dataset, context="training")
+        example = _model_frame(detector, frame)
+        output = detector.score(example).all_rows()
+        signature = infer_signature(
+            example, output, params={"threshold": -1.0, "mc_samples": 0, "model_version": ""}
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = detector.save(Path(tmp) / "detector")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(PYFUNC_FILE),
+                artifacts={"detector": str(saved)},
+                code_paths=CODE_PATHS,
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements(),
+            )
+        run_id = run.info.run_id
+    version = mlflow.register_model(info.model_uri, name)
+    client = MlflowClient()
+    tags = {
+        "training_data_digest": data_digest,
+        "threshold": f"{detector.threshold_:.6g}",
+        "git_commit": _git_commit(),
+        "best_epoch": str(detector.best_epoch_),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version.version, key, value)
+    client.set_registered_model_alias(name, settings.tracking.challenger_alias, version.version)
+    if int(version.version) == 1:
+        client.set_registered_model_alias(name, settings.tracking.champion_alias, version.version)
+    logger.info("registered %s version %s (run %s)", name, version.version, run_id)
+    return ModelRef(
+        name=name,
+        version=str(version.version),
+        run_id=run_id,
+        alias=settings.tracking.challenger_alias,
+    )
+
+
+def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
+    """Resolve ``models:/NAME@alias`` to a version once, with a clear error when it is missing."""
+    configure(settings)
+    name = settings.tracking.registered_model
+    alias = alias or settings.tracking.champion_alias
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise RegistryError(
+            f"cannot resolve models:/{name}@{alias} at {_safe_uri(settings)}: "
+            f"{_first_line(str(exc))}; train a model first (vae-anomaly train) or set the alias"
+        ) from None
+    return ModelRef(
+        name=name, version=str(version.version), run_id=str(version.run_id), alias=alias
+    )
+
+
+def load_detector(ref: ModelRef) -> AnomalyDetector:
+    """Load a registered version through MLflow's pyfunc loader (checksums verified)."""
+    model = mlflow.pyfunc.load_model(ref.uri)
+    detector: AnomalyDetector = model.unwrap_python_model().detector
+    return detector
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _safe_uri(settings: Settings) -> str:
+    """The tracking URI without credentials (never leak secrets into messages)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    uri = settings.tracking.resolved_uri()
+    parts = urlsplit(uri)
+    if parts.password or parts.username:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return uri
+
+
+def describe(ref: ModelRef) -> dict[str, Any]:
+    return {"model_name": ref.name, "model_version": ref.version, "model_run_id": ref.run_id}

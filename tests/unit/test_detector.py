@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pipeline.checksums import ChecksumError
+from pipeline.detector import SCORE_COLUMNS, AnomalyDetector, NotFittedError
+from pipeline.schema import SchemaError
+from tests.conftest import mixed_frame, quick_settings
+
+
+@pytest.fixture(scope="module")
+def fitted() -> AnomalyDetector:
+    return AnomalyDetector(quick_settings()).fit(mixed_frame(400))
+
+
+def test_init_only_stores_settings_and_methods_need_fit(frame):
+    detector = AnomalyDetector(quick_settings())
+    assert not detector.is_fitted
+    for call in (detector.score, detector.predict, detector.score_samples):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            call(frame)
+    with pytest.raises(NotFittedError):
+        detector.save("/tmp/never")
+
+
+def test_score_output_contract(fitted, frame):
+    result = fitted.score(frame, model_version="7")
+    out = result.scored
+    assert list(out.columns) == ["record_id", *SCORE_COLUMNS]
+    assert out["record_id"].tolist() == frame["record_id"].tolist()  # input order, ids untouched
+    assert np.isfinite(out["anomaly_score"]).all()
+    assert set(out["is_anomaly"].unique()) <= {0, 1}
+    assert (out["model_version"] == "7").all()
+    assert ((out["score_percentile"] >= 0) & (out["score_percentile"] <= 100)).all()
+    flagged = out[out["is_anomaly"] == 1]
+    assert (flagged["reasons"] != "").all() and (out.loc[out["is_anomaly"] == 0, "reasons"] == "").all()
+    np.testing.assert_array_equal(fitted.predict(frame), out["is_anomaly"].to_numpy())
+
+
+def test_scoring_is_deterministic(fitted, frame):
+    a = fitted.score_samples(frame)
+    b = fitted.score_samples(frame)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_save_load_round_trip_gives_identical_scores(fitted, frame, tmp_path):
+    fitted.save(tmp_path / "model")
+    loaded = AnomalyDetector.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.score_samples(frame), fitted.score_samples(frame))
+    assert loaded.threshold_ == fitted.threshold_
+    pd.testing.assert_frame_equal(loaded.score(frame).scored, fitted.score(frame).scored)
+
+
+def test_no_pickle_on_disk(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    names = sorted(p.name for p in (tmp_path / "model").iterdir())
+    assert names == ["checksums.json", "detector.json", "preprocess.json", "reference.parquet", "weights.pt"]
+    json.loads((tmp_path / "model" / "detector.json").read_text())  # plain JSON
+
+
+def test_altered_artifact_is_refused_naming_the_file(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    weights = path / "weights.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="weights.pt"):
+        AnomalyDetector.load(path)
+
+
+def test_missing_columns_are_named_together(fitted, frame):
+    with pytest.raises(SchemaError, match=r"\['x', 'colour'\]"):
+        fitted.score(frame.drop(columns=["x", "colour"]))
+
+
+def test_bad_values_are_rejected_with_line_and_reason(fitted, frame):
+    batch = frame.head(6).astype({"y": object, "count": "float64"}).copy()
+    batch.loc[1, "y"] = "n/a"
+    batch.loc[3, "count"] = np.inf
+    batch["colour"] = batch["colour"].where(batch.index != 4, "never-seen")
+    result = fitted.score(batch, source="batch.csv")
+    assert result.rows_read == 6 and len(result.scored) == 4
+    assert result.rejected["line"].tolist() == [3, 5]
+    assert "'y'" in result.rejected["reason"][0] and "not a number" in result.rejected["reason"][0]
+    assert "infinite" in result.rejected["reason"][1]
+    assert "R00004" in result.scored["record_id"].tolist()  # unseen category: scored, not rejected
+    all_rows = result.all_rows()
+    assert all_rows["record_id"].tolist() == batch["record_id"].tolist()
+    assert all_rows["rejected_reason"].astype(bool).tolist() == [False, True, False, True, False, False]
+    with pytest.raises(SchemaError, match="cannot be scored"):
+        fitted.score_samples(batch)
+
+
+def test_too_few_rows_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 20 rows"):
+        AnomalyDetector(quick_settings()).fit(mixed_frame(10))
+
+
+def test_quality_on_planted_anomalies():
+    # normal rows follow y = 2x and a colour/size pairing; anomalies break one of them
+    rng = np.random.default_rng(3)
+    train = mixed_frame(800, seed=1)
+    test = mixed_frame(400, seed=2)
+    labels = np.zeros(len(test), dtype=int)
+    bad = rng.choice(len(test), 40, replace=False)
+    test.loc[bad, "y"] = test.loc[bad, "y"] + rng.choice([-3, 3], size=40)
+    labels[bad] = 1
+    detector = AnomalyDetector(quick_settings(training={"max_epochs": 80, "batch_size": 64, "patience": 10})).fit(train)
+    auc = roc_auc_score(labels, detector.score_samples(test))
+    assert auc >= 0.9

@@ -1,0 +1,113 @@
+import math
+
+import numpy as np
+import torch
+
+from vae import VAE, TrainConfig, VAEConfig, default_architecture, fit_vae, score_arrays
+from vae.loss import elbo_terms, kl_divergence, reconstruction_error
+
+
+def test_kl_is_zero_at_the_prior():
+    mu = torch.zeros(4, 3)
+    logvar = torch.zeros(4, 3)
+    assert torch.allclose(kl_divergence(mu, logvar), torch.zeros(4))
+
+
+def test_kl_matches_closed_form():
+    mu = torch.tensor([[1.0, -2.0]])
+    logvar = torch.tensor([[math.log(4.0), 0.0]])
+    # 0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2)
+    expected = 0.5 * ((1 + 4 - 1 - math.log(4.0)) + (4 + 1 - 1 - 0))
+    assert kl_divergence(mu, logvar).item() == pytest_approx(expected)
+
+
+def pytest_approx(value: float):
+    import pytest
+
+    return pytest.approx(value, rel=1e-6)
+
+
+def test_mse_summed_over_features_matches_hand_computation():
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    recon = torch.tensor([[1.5, 2.0, 1.0], [1.0, -1.0, 0.5]])
+    terms = elbo_terms(x, recon, torch.zeros(2, 2), torch.zeros(2, 2))
+    assert terms.recon.tolist() == [0.25 + 0.0 + 4.0, 1.0 + 1.0 + 0.25]
+    assert reconstruction_error(x, recon)[0].tolist() == [0.25, 0.0, 4.0]
+    # loss = batch mean of recon + beta * KL; KL is 0 here
+    assert terms.loss(beta=1.0).item() == pytest_approx((4.25 + 2.25) / 2)
+    assert terms.loss(beta=1.0, feature_reduction="mean").item() == pytest_approx((4.25 + 2.25) / 6)
+
+
+def test_network_is_not_linear():
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(n_features=5, hidden_dims=(16, 8), latent_dim=2)).eval()
+    a, b = torch.randn(1, 5), torch.randn(1, 5)
+    with torch.no_grad():
+        f = lambda v: model(v).recon  # noqa: E731
+        additive = f(a + b) - f(a) - f(b) + f(torch.zeros(1, 5))
+    assert additive.abs().max().item() > 1e-3
+    assert any(isinstance(m, torch.nn.GELU) for m in model.modules())
+
+
+def test_shapes_and_sampling_switch():
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(n_features=7, hidden_dims=(12,), latent_dim=3))
+    x = torch.randn(10, 7)
+    model.train()
+    out1, out2 = model(x), model(x)
+    assert out1.recon.shape == (10, 7) and out1.mu.shape == (10, 3) and out1.logvar.shape == (10, 3)
+    assert not torch.equal(out1.recon, out2.recon)  # sampled in training
+    model.eval()
+    assert torch.equal(model(x).recon, model(x).recon)  # latent mean when scoring
+
+
+def test_default_architecture_scales_with_width():
+    small, wide = default_architecture(4), default_architecture(400)
+    assert small["hidden_dims"][0] == 32 and small["latent_dim"] == 2
+    assert wide["hidden_dims"][0] == 256 and wide["latent_dim"] == 16
+
+
+def _correlated(n=1500, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2))
+    w = rng.normal(size=(2, 10))
+    x = np.tanh(z @ w) + 0.05 * rng.normal(size=(n, 10))
+    return ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+
+
+def _active_dims(reduction: str) -> int:
+    x = _correlated(800)
+    cfg = VAEConfig(n_features=10, hidden_dims=(32, 16), latent_dim=4)
+    config = TrainConfig(max_epochs=15, beta=1.0, feature_reduction=reduction, batch_size=100)
+    result = fit_vae(x[:640], x[640:], cfg, config)
+    with torch.no_grad():
+        mu, _ = result.model.encode(torch.from_numpy(x))
+    return int((mu.var(dim=0) > 0.01).sum())
+
+
+def test_mean_reduction_collapses_the_latent_space_and_sum_does_not():
+    # averaging the squared error over features lets KL win: no latent dimension carries
+    # information; summing (a Gaussian log-likelihood) keeps the latents alive
+    assert _active_dims("mean") == 0
+    assert _active_dims("sum") >= 2
+
+
+def test_fit_is_seeded_and_scoring_deterministic():
+    x = _correlated(400)
+    cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2)
+    a = fit_vae(x[:300], x[300:], cfg, TrainConfig(max_epochs=3, seed=5))
+    b = fit_vae(x[:300], x[300:], cfg, TrainConfig(max_epochs=3, seed=5))
+    sa, sb = score_arrays(a.model, x), score_arrays(b.model, x)
+    np.testing.assert_array_equal(sa.recon, sb.recon)
+    np.testing.assert_array_equal(score_arrays(a.model, x).kl, sa.kl)
+    mc1 = score_arrays(a.model, x, mc_samples=4, seed=1)
+    assert not np.array_equal(mc1.recon, sa.recon)  # Monte Carlo is an explicit option
+
+
+def test_early_stopping_restores_the_best_epoch():
+    x = _correlated(300)
+    cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2)
+    result = fit_vae(x[:200], x[200:], cfg, TrainConfig(max_epochs=200, patience=3, learning_rate=5e-2))
+    assert result.stopped_early
+    best = min(h.val_loss for h in result.history)
+    assert result.history[result.best_epoch - 1].val_loss == best

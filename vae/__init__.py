@@ -1,0 +1,32 @@
+"""The variational autoencoder, in pure torch (no pandas, scikit-learn, MLflow or Prefect)."""
+
+from vae.loss import ElboTerms, elbo_terms, kl_divergence, reconstruction_error
+from vae.model import VAE, VAEConfig, default_architecture
+from vae.train import (
+    EpochStats,
+    Scores,
+    TrainConfig,
+    TrainResult,
+    fit_vae,
+    pick_device,
+    reconstruct,
+    score_arrays,
+)
+
+__all__ = [
+    "VAE",
+    "ElboTerms",
+    "EpochStats",
+    "Scores",
+    "TrainConfig",
+    "TrainResult",
+    "VAEConfig",
+    "default_architecture",
+    "elbo_terms",
+    "fit_vae",
+    "kl_divergence",
+    "pick_device",
+    "reconstruct",
+    "reconstruction_error",
+    "score_arrays",
+]

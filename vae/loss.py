@@ -1,0 +1,58 @@
+"""The MSE ELBO, per record.
+
+For a Gaussian decoder with unit variance, ``-log p(x|z)`` is, up to a constant and a factor
+1/2, the squared error *summed* over features; the KL divergence of ``N(mu, sigma^2)`` from
+``N(0, I)`` is summed over latent dimensions. Loss per record = recon + beta * KL.
+
+Averaging the squared error over features instead (``reduction='mean'``) shrinks the
+reconstruction term by ``n_features`` against the KL term: with beta = 1 the KL wins, every
+latent dimension collapses to the prior and the decoder outputs the data mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def reconstruction_error(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Squared error per feature, shape ``(batch, n_features)``."""
+    return (x - recon).pow(2)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per record, shape ``(batch,)``."""
+    return 0.5 * torch.sum(mu.pow(2) + logvar.exp() - 1.0 - logvar, dim=1)
+
+
+@dataclass
+class ElboTerms:
+    recon_per_feature: torch.Tensor  # (batch, n_features)
+    recon: torch.Tensor  # (batch,): summed over features
+    kl: torch.Tensor  # (batch,)
+
+    def loss(self, beta: float, feature_reduction: str = "sum") -> torch.Tensor:
+        """Mean over the batch of recon + beta * KL (the negative ELBO, up to constants).
+
+        ``feature_reduction="mean"`` averages the squared error over features instead of
+        summing it: kept only to show (and test) the posterior collapse it causes.
+        """
+        if feature_reduction == "sum":
+            recon = self.recon
+        elif feature_reduction == "mean":
+            recon = self.recon_per_feature.mean(dim=1)
+        else:
+            raise ValueError(
+                f"feature_reduction must be 'sum' or 'mean', not {feature_reduction!r}"
+            )
+        return (recon + beta * self.kl).mean()
+
+
+def elbo_terms(
+    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> ElboTerms:
+    per_feature = reconstruction_error(x, recon)
+    return ElboTerms(
+        recon_per_feature=per_feature, recon=per_feature.sum(dim=1), kl=kl_divergence(mu, logvar)
+    )
