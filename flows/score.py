@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._settings import Overrides, settings_for_run
+from flows._settings import Overrides, retry_transient, settings_for_run
 from pipeline.batch import FLAGGED_FILE, expand_inputs, score_file
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.detector import AnomalyDetector
@@ -19,12 +19,22 @@ from pipeline.tracking import ModelRef, load_detector, resolve_alias
 DEFAULT_BATCH = str(PROJECT_ROOT / "data" / "sample" / "batch.csv")
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(
+    retries=3,
+    retry_delay_seconds=[2, 5, 15],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
 def resolve_model(settings: Settings, alias: str) -> ModelRef:
     return resolve_alias(settings, alias)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
 def load_model(ref: ModelRef) -> AnomalyDetector:
     return load_detector(ref)
 

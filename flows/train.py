@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._settings import Overrides, settings_for_run
+from flows._settings import Overrides, retry_transient, settings_for_run
 from pipeline.checksums import sha256_file
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.detector import AnomalyDetector
@@ -21,7 +21,12 @@ from pipeline.tracking import log_training_run
 DEFAULT_TRAIN_DATA = str(PROJECT_ROOT / "data" / "sample" / "train.csv")
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
 def read_training_table(path: str) -> pd.DataFrame:
     return read_table(path)
 
@@ -44,7 +49,12 @@ def fit_detector(frame: pd.DataFrame, settings: Settings) -> AnomalyDetector:
     return detector
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
 def log_and_register(
     detector: AnomalyDetector, frame: pd.DataFrame, data_path: str, settings: Settings
 ) -> dict[str, Any]:

@@ -52,6 +52,10 @@ class ModelSettings(_Section):
     latent_dim: int = Field(default=0, ge=0)
     activation: Literal["relu", "gelu", "tanh", "leaky_relu"] = "gelu"
     dropout: float = Field(default=0.0, ge=0, lt=1)
+    decoder_variance: Literal["fixed", "learned"] = Field(
+        default="learned", description="fixed: unit variance; learned: one variance per feature"
+    )
+    min_variance: float = Field(default=1e-3, gt=0, description="floor of a learned variance")
 
 
 class TrainingSettings(_Section):
@@ -59,7 +63,7 @@ class TrainingSettings(_Section):
     batch_size: int = Field(default=256, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    beta: float = Field(default=0.01, ge=0, description="weight of the KL term in the loss")
+    beta: float = Field(default=0.1, ge=0, description="weight of the KL term in the loss")
     patience: int = Field(
         default=8, ge=1, description="epochs without validation gain before stopping"
     )

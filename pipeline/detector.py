@@ -183,6 +183,8 @@ class AnomalyDetector:
             latent_dim=s.model.latent_dim or arch["latent_dim"],
             activation=s.model.activation,
             dropout=s.model.dropout,
+            decoder_variance=s.model.decoder_variance,
+            min_variance=s.model.min_variance,
         )
         t = s.training
         result = fit_vae(
@@ -197,7 +199,8 @@ class AnomalyDetector:
                 beta=t.beta,
                 patience=t.patience,
                 seed=t.seed,
-                device=t.device, cpu_threads=t.cpu_threads,
+                device=t.device,
+                cpu_threads=t.cpu_threads,
             ),
             on_epoch=on_epoch,
         )
@@ -309,7 +312,8 @@ class AnomalyDetector:
         if x is None:
             x = pre.transform(check_scoring_frame(rows, self.schema_).accepted)
         recon = reconstruct(self.model_, x)
-        error = (x.astype(np.float64) - recon) ** 2  # (n, n_features)
+        precision = self.model_.feature_precision().detach().cpu().numpy().astype(np.float64)
+        error = (x.astype(np.float64) - recon) ** 2 * precision  # (n, n_features)
         columns = self.schema_.model_columns
         sources = pre.feature_sources
         position = {c: i for i, c in enumerate(columns)}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import subprocess
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -52,6 +55,15 @@ class ModelRef:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """Hide MLflow's advice that does not apply here (type hints on predict, int columns)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column")
+        yield
 
 
 def pip_requirements() -> list[str]:
@@ -153,10 +165,11 @@ def log_training_run(
         mlflow.log_input(dataset, context="training")
         example = _model_frame(detector, frame)
         output = detector.score(example).all_rows()
-        signature = infer_signature(
-            example, output, params={"threshold": -1.0, "mc_samples": 0, "model_version": ""}
-        )
-        with tempfile.TemporaryDirectory() as tmp:
+        with _quiet_mlflow():
+            signature = infer_signature(
+                example, output, params={"threshold": -1.0, "mc_samples": 0, "model_version": ""}
+            )
+        with tempfile.TemporaryDirectory() as tmp, _quiet_mlflow():
             saved = detector.save(Path(tmp) / "detector")
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -210,7 +223,8 @@ def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
 
 def load_detector(ref: ModelRef) -> AnomalyDetector:
     """Load a registered version through MLflow's pyfunc loader (checksums verified)."""
-    model = mlflow.pyfunc.load_model(ref.uri)
+    with _quiet_mlflow():
+        model = mlflow.pyfunc.load_model(ref.uri)
     detector: AnomalyDetector = model.unwrap_python_model().detector
     return detector
 

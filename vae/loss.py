@@ -4,6 +4,10 @@ For a Gaussian decoder with unit variance, ``-log p(x|z)`` is, up to a constant 
 1/2, the squared error *summed* over features; the KL divergence of ``N(mu, sigma^2)`` from
 ``N(0, I)`` is summed over latent dimensions. Loss per record = recon + beta * KL.
 
+With a learned decoder variance (one sigma^2 per feature) the reconstruction term is the full
+Gaussian negative log-likelihood ``0.5 * sum((x - r)^2 / sigma^2 + log sigma^2)``: features that
+cannot be predicted get a large sigma^2 and weigh less, predictable ones weigh more.
+
 Averaging the squared error over features instead (``reduction='mean'``) shrinks the
 reconstruction term by ``n_features`` against the KL term: with beta = 1 the KL wins, every
 latent dimension collapses to the prior and the decoder outputs the data mean.
@@ -28,9 +32,10 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ElboTerms:
-    recon_per_feature: torch.Tensor  # (batch, n_features)
+    recon_per_feature: torch.Tensor  # (batch, n_features), weighted by the decoder precision
     recon: torch.Tensor  # (batch,): summed over features
     kl: torch.Tensor  # (batch,)
+    log_precision: torch.Tensor | None = None  # (n_features,) when the variance is learned
 
     def loss(self, beta: float, feature_reduction: str = "sum") -> torch.Tensor:
         """Mean over the batch of recon + beta * KL (the negative ELBO, up to constants).
@@ -38,6 +43,10 @@ class ElboTerms:
         ``feature_reduction="mean"`` averages the squared error over features instead of
         summing it: kept only to show (and test) the posterior collapse it causes.
         """
+        if self.log_precision is not None:
+            # Gaussian NLL with learned variance: 0.5 * sum((x - r)^2 / s^2 + log s^2)
+            recon = 0.5 * (self.recon - self.log_precision.sum())
+            return (recon + beta * self.kl).mean()
         if feature_reduction == "sum":
             recon = self.recon
         elif feature_reduction == "mean":
@@ -50,9 +59,19 @@ class ElboTerms:
 
 
 def elbo_terms(
-    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    x: torch.Tensor,
+    recon: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    precision: torch.Tensor | None = None,
 ) -> ElboTerms:
+    """Per-record ELBO terms; ``precision`` (1 / sigma^2 per feature) for a learned variance."""
     per_feature = reconstruction_error(x, recon)
+    if precision is not None:
+        per_feature = per_feature * precision
     return ElboTerms(
-        recon_per_feature=per_feature, recon=per_feature.sum(dim=1), kl=kl_divergence(mu, logvar)
+        recon_per_feature=per_feature,
+        recon=per_feature.sum(dim=1),
+        kl=kl_divergence(mu, logvar),
+        log_precision=None if precision is None else torch.log(precision),
     )

@@ -24,6 +24,10 @@ class VAEConfig:
     latent_dim: int = 8
     activation: str = "gelu"
     dropout: float = 0.0
+    # "fixed": unit decoder variance (loss = squared error); "learned": one log-variance per
+    # feature, trained with the ELBO (a calibrated Gaussian decoder), floored at min_variance
+    decoder_variance: str = "fixed"
+    min_variance: float = 1e-3
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +94,19 @@ class VAE(nn.Module):
             [config.latent_dim, *reversed(hidden)], config.activation, config.dropout
         )
         self.fc_out = nn.Linear(hidden[0] if hidden else config.latent_dim, config.n_features)
+        if config.decoder_variance not in ("fixed", "learned"):
+            raise ValueError(
+                f"decoder_variance must be 'fixed' or 'learned', not {config.decoder_variance!r}"
+            )
+        # log-variance of the Gaussian decoder, per feature (all zeros and frozen when fixed)
+        self.decoder_logvar = nn.Parameter(
+            torch.zeros(config.n_features), requires_grad=config.decoder_variance == "learned"
+        )
+
+    def feature_precision(self) -> torch.Tensor:
+        """1 / sigma^2 per feature, shape ``(n_features,)`` (ones for a fixed variance)."""
+        floor = torch.log(torch.tensor(self.config.min_variance, device=self.decoder_logvar.device))
+        return torch.exp(-torch.maximum(self.decoder_logvar, floor))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)  # (batch, hidden[-1])

@@ -95,22 +95,26 @@ def _as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device)
 
 
+def _precision(model: VAE) -> torch.Tensor | None:
+    return model.feature_precision() if model.config.decoder_variance == "learned" else None
+
+
 def _evaluate(
-    model: VAE, x: torch.Tensor, beta: float, batch_size: int
+    model: VAE, x: torch.Tensor, config: TrainConfig, batch_size: int
 ) -> tuple[float, float, float]:
-    """Mean loss, recon and KL per record with the latent mean (deterministic)."""
+    """Mean loss (as trained), recon and KL per record, with the latent mean (deterministic)."""
     model.eval()
-    recon_total = 0.0
-    kl_total = 0.0
+    loss_total = recon_total = kl_total = 0.0
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
             out = model(batch, sample=False)
-            terms = elbo_terms(batch, out.recon, out.mu, out.logvar)
+            terms = elbo_terms(batch, out.recon, out.mu, out.logvar, _precision(model))
+            loss_total += float(terms.loss(config.beta, config.feature_reduction)) * batch.shape[0]
             recon_total += float(terms.recon.sum())
             kl_total += float(terms.kl.sum())
     n = max(1, x.shape[0])
-    return (recon_total + beta * kl_total) / n, recon_total / n, kl_total / n
+    return loss_total / n, recon_total / n, kl_total / n
 
 
 def fit_vae(
@@ -169,7 +173,7 @@ def _fit(
         for start in range(0, n, batch_size):
             batch = xt[order[start : start + batch_size]]
             out = model(batch, sample=True)
-            terms = elbo_terms(batch, out.recon, out.mu, out.logvar)
+            terms = elbo_terms(batch, out.recon, out.mu, out.logvar, _precision(model))
             loss = terms.loss(config.beta, config.feature_reduction)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -184,7 +188,7 @@ def _fit(
             )
         train_loss, train_recon, train_kl = (sums / n).tolist()
         if xv is not None:
-            val_loss, val_recon, val_kl = _evaluate(model, xv, config.beta, 8192)
+            val_loss, val_recon, val_kl = _evaluate(model, xv, config, 8192)
         else:
             val_loss = val_recon = val_kl = math.nan
         stats = EpochStats(
@@ -227,7 +231,7 @@ def _fit(
 
 @dataclass
 class Scores:
-    recon: np.ndarray  # (n,) squared error summed over features
+    recon: np.ndarray  # (n,) squared error (times the decoder precision) summed over features
     kl: np.ndarray  # (n,)
 
 
@@ -251,16 +255,18 @@ def score_arrays(
     if mc_samples > 0:
         torch.manual_seed(seed)
     with torch.inference_mode():
+        precision = model.feature_precision()
         for start in range(0, n, batch_size):
             batch = _as_tensor(x[start : start + batch_size], device)
             mu, logvar = model.encode(batch)
             if mc_samples > 0:
                 err = torch.zeros(batch.shape[0], device=device)
                 for _ in range(mc_samples):
-                    err += (batch - model.decode(VAE.reparameterize(mu, logvar))).pow(2).sum(1)
+                    sample = model.decode(VAE.reparameterize(mu, logvar))
+                    err += ((batch - sample).pow(2) * precision).sum(1)
                 err /= mc_samples
             else:
-                err = (batch - model.decode(mu)).pow(2).sum(1)
+                err = ((batch - model.decode(mu)).pow(2) * precision).sum(1)
             stop = start + batch.shape[0]
             recon[start:stop] = err.double().cpu().numpy()
             kl[start:stop] = kl_divergence(mu, logvar).double().cpu().numpy()

@@ -20,7 +20,9 @@ def test_env_overrides_nested_settings(monkeypatch):
 
 def test_tracking_uri_is_absolute(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert Settings().tracking.resolved_uri() == f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+    assert (
+        Settings().tracking.resolved_uri() == f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///rel/mlflow.db")
     monkeypatch.chdir(tmp_path)
     # a relative sqlite path would give each working directory its own database

@@ -36,7 +36,9 @@ def test_score_output_contract(fitted, frame):
     assert (out["model_version"] == "7").all()
     assert ((out["score_percentile"] >= 0) & (out["score_percentile"] <= 100)).all()
     flagged = out[out["is_anomaly"] == 1]
-    assert (flagged["reasons"] != "").all() and (out.loc[out["is_anomaly"] == 0, "reasons"] == "").all()
+    assert (flagged["reasons"] != "").all() and (
+        out.loc[out["is_anomaly"] == 0, "reasons"] == ""
+    ).all()
     np.testing.assert_array_equal(fitted.predict(frame), out["is_anomaly"].to_numpy())
 
 
@@ -57,7 +59,13 @@ def test_save_load_round_trip_gives_identical_scores(fitted, frame, tmp_path):
 def test_no_pickle_on_disk(fitted, tmp_path):
     fitted.save(tmp_path / "model")
     names = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert names == ["checksums.json", "detector.json", "preprocess.json", "reference.parquet", "weights.pt"]
+    assert names == [
+        "checksums.json",
+        "detector.json",
+        "preprocess.json",
+        "reference.parquet",
+        "weights.pt",
+    ]
     json.loads((tmp_path / "model" / "detector.json").read_text())  # plain JSON
 
 
@@ -67,7 +75,7 @@ def test_altered_artifact_is_refused_naming_the_file(fitted, tmp_path):
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ChecksumError, match="weights.pt"):
+    with pytest.raises(ChecksumError, match=r"weights\.pt"):
         AnomalyDetector.load(path)
 
 
@@ -89,7 +97,14 @@ def test_bad_values_are_rejected_with_line_and_reason(fitted, frame):
     assert "R00004" in result.scored["record_id"].tolist()  # unseen category: scored, not rejected
     all_rows = result.all_rows()
     assert all_rows["record_id"].tolist() == batch["record_id"].tolist()
-    assert all_rows["rejected_reason"].astype(bool).tolist() == [False, True, False, True, False, False]
+    assert all_rows["rejected_reason"].astype(bool).tolist() == [
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
     with pytest.raises(SchemaError, match="cannot be scored"):
         fitted.score_samples(batch)
 
@@ -108,6 +123,8 @@ def test_quality_on_planted_anomalies():
     bad = rng.choice(len(test), 40, replace=False)
     test.loc[bad, "y"] = test.loc[bad, "y"] + rng.choice([-3, 3], size=40)
     labels[bad] = 1
-    detector = AnomalyDetector(quick_settings(training={"max_epochs": 80, "batch_size": 64, "patience": 10})).fit(train)
+    detector = AnomalyDetector(
+        quick_settings(training={"max_epochs": 80, "batch_size": 64, "patience": 10})
+    ).fit(train)
     auc = roc_auc_score(labels, detector.score_samples(test))
     assert auc >= 0.9

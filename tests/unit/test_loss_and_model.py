@@ -107,7 +107,29 @@ def test_fit_is_seeded_and_scoring_deterministic():
 def test_early_stopping_restores_the_best_epoch():
     x = _correlated(300)
     cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2)
-    result = fit_vae(x[:200], x[200:], cfg, TrainConfig(max_epochs=200, patience=3, learning_rate=5e-2))
+    result = fit_vae(
+        x[:200], x[200:], cfg, TrainConfig(max_epochs=200, patience=3, learning_rate=5e-2)
+    )
     assert result.stopped_early
     best = min(h.val_loss for h in result.history)
     assert result.history[result.best_epoch - 1].val_loss == best
+
+
+def test_learned_variance_loss_is_the_gaussian_nll():
+    x = torch.tensor([[1.0, 2.0]])
+    recon = torch.tensor([[0.0, 0.0]])
+    precision = torch.tensor([4.0, 0.25])  # sigma^2 = 0.25 and 4
+    terms = elbo_terms(x, recon, torch.zeros(1, 1), torch.zeros(1, 1), precision)
+    # weighted squared error: 1 * 4 + 4 * 0.25 = 5; NLL = 0.5 * (5 + log 0.25 + log 4) = 2.5
+    assert terms.recon.item() == pytest_approx(5.0)
+    assert terms.loss(beta=1.0).item() == pytest_approx(2.5)
+
+
+def test_learned_variance_is_floored_and_fixed_variance_is_frozen():
+    fixed = VAE(VAEConfig(n_features=3, decoder_variance="fixed"))
+    assert not fixed.decoder_logvar.requires_grad
+    assert torch.equal(fixed.feature_precision(), torch.ones(3))
+    learned = VAE(VAEConfig(n_features=3, decoder_variance="learned", min_variance=1e-2))
+    with torch.no_grad():
+        learned.decoder_logvar.fill_(-50.0)
+    assert torch.allclose(learned.feature_precision(), torch.full((3,), 100.0))

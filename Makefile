@@ -1,0 +1,58 @@
+# The two commands: `make run` (install + the main job on the sample data), `make test`.
+# Both create .venv from requirements.lock (the whole resolved dependency set) on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install run test lint typecheck unit integration bench bench-quick lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the main job: train on data/sample/train.csv, register, score data/sample/batch.csv by alias
+run: install
+	$(BIN)/vae-anomaly train data/sample/train.csv
+	$(BIN)/vae-anomaly score data/sample/batch.csv
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+test: lint typecheck
+	$(BIN)/pytest
+
+## quality benchmark against PyOD (not part of the tests): see benchmarks/README.md
+bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
+	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench
+
+bench-quick: install
+	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
+	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench --quick --out /tmp/adbench-quick
+
+## re-resolve and pin the dependency set (deliberate upgrades only)
+lock:
+	rm -rf /tmp/vae-anomaly-lock && $(PYTHON) -m venv /tmp/vae-anomaly-lock
+	/tmp/vae-anomaly-lock/bin/pip install --quiet "torch==2.13.0" -e ".[dev]"
+	/tmp/vae-anomaly-lock/bin/pip freeze --exclude-editable > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
