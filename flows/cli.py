@@ -131,6 +131,35 @@ def _print_manifest(m: dict[str, Any], top: int) -> None:
 
 
 @app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="model version to make champion")],
+    reference: Annotated[
+        Path | None, typer.Option(help="reference batch (default: the version's validation split)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="promote even if the gate fails")] = False,
+    reason: Annotated[str | None, typer.Option(help="why --force was needed (recorded)")] = None,
+) -> None:
+    """Move the champion alias to VERSION if it passes the promotion gate."""
+    from pipeline.config import Settings
+    from pipeline.registry import PromotionRefused
+    from pipeline.registry import promote as promote_version
+    from pipeline.tracking import RegistryError
+
+    try:
+        done = promote_version(Settings(), version, reference, force=force, reason=reason)
+    except (PromotionRefused, RegistryError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in done.gate.metrics.items())
+    state = "FORCED past a failed gate" if done.forced else "gate passed"
+    typer.echo(
+        f"champion -> version {done.version} (was {done.previous_champion}); {state}: {metrics}"
+    )
+    for failure in done.gate.failures:
+        typer.echo(f"  gate failure: {failure}")
+
+
+@app.command()
 def show(
     alias: Annotated[str, typer.Option(help="registry alias")] = "champion",
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import tempfile
 import warnings
@@ -159,6 +160,7 @@ def log_training_run(
                 **{f"val_score_q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 99)},
             }
         )
+        _log_figures(detector)
         dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             frame, source=data_path, name=Path(data_path).name, digest=data_digest[:32]
         )
@@ -188,6 +190,8 @@ def log_training_run(
         "threshold": f"{detector.threshold_:.6g}",
         "git_commit": _git_commit(),
         "best_epoch": str(detector.best_epoch_),
+        "best_val_loss": f"{detector.history_[detector.best_epoch_ - 1].val_loss:.6g}",
+        "val_score_q99": f"{float(np.quantile(detector.validation_scores_, 0.99)):.6g}",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
@@ -203,6 +207,22 @@ def log_training_run(
     )
 
 
+def _log_figures(detector: AnomalyDetector) -> None:
+    import matplotlib.pyplot as plt
+
+    from pipeline.plots import loss_curves, score_histogram
+
+    for figure, name in (
+        (loss_curves(detector.history_, detector.best_epoch_), "plots/loss_curves.png"),
+        (
+            score_histogram(detector.validation_scores_, detector.threshold_),
+            "plots/score_histogram.png",
+        ),
+    ):
+        mlflow.log_figure(figure, name)
+        plt.close(figure)
+
+
 def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
     """Resolve ``models:/NAME@alias`` to a version once, with a clear error when it is missing."""
     configure(settings)
@@ -212,9 +232,15 @@ def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
+        detail = redact(_first_line(str(exc)))
+        unreachable = "Max retries exceeded" in detail or "Connection" in detail
+        hint = (
+            "check that the tracking server is up and reachable (MLFLOW_TRACKING_URI)"
+            if unreachable
+            else "train a model first (vae-anomaly train) or set the alias"
+        )
         raise RegistryError(
-            f"cannot resolve models:/{name}@{alias} at {_safe_uri(settings)}: "
-            f"{_first_line(str(exc))}; train a model first (vae-anomaly train) or set the alias"
+            f"cannot resolve models:/{name}@{alias} at {_safe_uri(settings)}: {detail}; {hint}"
         ) from None
     return ModelRef(
         name=name, version=str(version.version), run_id=str(version.run_id), alias=alias
@@ -231,6 +257,14 @@ def load_detector(ref: ModelRef) -> AnomalyDetector:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
+
+
+_CREDENTIALS = re.compile(r"(//)[^/@\s:]+:[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Remove ``user:password@`` from any URL in ``text`` (errors must not leak secrets)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def _safe_uri(settings: Settings) -> str:

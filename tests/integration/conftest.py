@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
 
@@ -29,3 +30,10 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     monkeypatch.setenv("VAE_ANOMALY_SCORING__OUTPUT_ROOT", str(tmp_path / "scored"))
     yield uri
     mlflow.set_tracking_uri(None)  # do not leak the store into other tests
+
+
+def aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """Alias -> version as strings (the SQLite store gives ints, the REST API strings)."""
+    return {
+        alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()
+    }

@@ -18,6 +18,7 @@ from pipeline.batch import MANIFEST_FILE
 from pipeline.config import Settings
 from pipeline.detector import SCORE_COLUMNS
 from pipeline.tracking import RegistryError, load_detector, resolve_alias
+from tests.integration.conftest import aliases
 
 
 def test_train_registers_versions_and_aliases(mlflow_store, small_train_csv):
@@ -25,9 +26,8 @@ def test_train_registers_versions_and_aliases(mlflow_store, small_train_csv):
     second = train_flow(data_path=str(small_train_csv), overrides={"training": {"seed": 7}})
     client = MlflowClient(mlflow_store)
     assert (first["model_version"], second["model_version"]) == ("1", "2")
-    model = client.get_registered_model("vae-anomaly")
     # every new version gets challenger; only the very first gets champion
-    assert model.aliases == {"champion": 1, "challenger": 2}
+    assert aliases(client, "vae-anomaly") == {"champion": "1", "challenger": "2"}
     version = client.get_model_version("vae-anomaly", "2")
     assert float(version.tags["threshold"]) == pytest.approx(second["threshold"], rel=1e-5)
     assert len(version.tags["training_data_digest"]) == 64

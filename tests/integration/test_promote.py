@@ -1,0 +1,59 @@
+"""Promotion through the real registry: the gate, refusals, --force with a recorded reason."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.train import train_flow
+from pipeline.config import Settings
+from pipeline.registry import PromotionRefused, promote
+from tests.integration.conftest import aliases
+
+runner = CliRunner()
+
+
+def test_promote_moves_champion_when_the_gate_passes(mlflow_store, small_train_csv):
+    train_flow(data_path=str(small_train_csv))
+    train_flow(data_path=str(small_train_csv))  # same data and seed: an equally good model
+    done = promote(Settings(), "2")
+    client = MlflowClient(mlflow_store)
+    assert aliases(client, "vae-anomaly")["champion"] == "2"
+    assert done.previous_champion == "1" and not done.forced
+    tags = client.get_model_version("vae-anomaly", "2").tags
+    assert tags["promotion_gate"] == "passed"
+    assert "gate_roc_auc" in tags and "gate_champion_roc_auc" in tags  # the sample has labels
+
+
+def test_a_failing_version_is_refused_with_the_reason_and_force_is_recorded(
+    mlflow_store, small_train_csv
+):
+    train_flow(data_path=str(small_train_csv))
+    # a threshold made for 20% contamination flags far more than the configured 1%
+    train_flow(data_path=str(small_train_csv), overrides={"threshold": {"contamination": 0.2}})
+    with pytest.raises(PromotionRefused, match="flag rate"):
+        promote(Settings(), "2")
+    refused = runner.invoke(app, ["promote", "2"])
+    assert refused.exit_code == 1 and "failed the promotion gate" in refused.output
+    client = MlflowClient(mlflow_store)
+    assert aliases(client, "vae-anomaly")["champion"] == "1"
+
+    no_reason = runner.invoke(app, ["promote", "2", "--force"])
+    assert no_reason.exit_code == 1 and "--reason" in no_reason.output
+    forced = runner.invoke(
+        app, ["promote", "2", "--force", "--reason", "incident 42: flag rate accepted"]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert "FORCED" in forced.output
+    tags = client.get_model_version("vae-anomaly", "2").tags
+    assert tags["promotion_gate"] == "forced"
+    assert tags["forced_reason"] == "incident 42: flag rate accepted"
+    assert aliases(client, "vae-anomaly")["champion"] == "2"
+
+
+def test_unknown_version_is_a_clear_error(mlflow_store, small_train_csv):
+    train_flow(data_path=str(small_train_csv))
+    result = runner.invoke(app, ["promote", "9"])
+    assert result.exit_code == 1 and "no version '9'" in result.output
