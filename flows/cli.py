@@ -20,12 +20,15 @@ app = typer.Typer(
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="more logging")] = False,
 ) -> None:
+    # a served scheduled job logs its runs at INFO (they reach the Prefect UI); commands are quiet
+    loud = verbose or ctx.invoked_subcommand == "serve"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if loud else "WARNING")
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.INFO if loud else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
 
@@ -87,7 +90,7 @@ def score(
     top: Annotated[int, typer.Option(help="flagged records to show")] = 10,
 ) -> None:
     """Score files with the registered model (by alias) and write scored/flagged outputs."""
-    from flows.score import DEFAULT_BATCH, score_flow
+    from flows.score import DEFAULT_BATCH, ScoringError, score_flow
     from pipeline.ingest import InputError
     from pipeline.schema import SchemaError
     from pipeline.tracking import RegistryError
@@ -100,7 +103,7 @@ def score(
             run_date=run_date,
             force=force,
         )
-    except (InputError, SchemaError, RegistryError) as exc:
+    except (InputError, SchemaError, RegistryError, ScoringError, ValueError) as exc:
         _fail(str(exc))
         return
     for m in manifests:
@@ -157,6 +160,67 @@ def promote(
     )
     for failure in done.gate.failures:
         typer.echo(f"  gate failure: {failure}")
+
+
+@app.command()
+def serve(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="landing folder(s), files or globs scored on every run"),
+    ],
+    cron: Annotated[
+        str, typer.Option(help="when to score (cron: minute hour day month weekday)")
+    ] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="time zone of the cron schedules")] = "UTC",
+    alias: Annotated[str, typer.Option(help="registry alias to score with")] = "champion",
+    output_root: Annotated[Path | None, typer.Option(help="root of the output folders")] = None,
+    train_data: Annotated[
+        Path | None, typer.Option(help="training table of the retraining deployment")
+    ] = None,
+    train_cron: Annotated[
+        str | None, typer.Option(help="when to retrain (cron); default: no retraining")
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="sequential or dask (default: scoring.executor)")
+    ] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (implies --executor dask)")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="most flow runs at the same time (default: no limit)")
+    ] = None,
+) -> None:
+    """Serve the scoring flow on a cron schedule (and retraining on its own) until stopped."""
+    from flows.serve import build_deployments, serve_deployments
+
+    if executor not in (None, "sequential", "dask"):
+        _fail(f"--executor {executor!r}: use 'sequential' or 'dask'")
+    scoring: dict[str, Any] = {}
+    if dask_address:
+        scoring = {"executor": "dask", "dask_address": dask_address}
+    elif executor:
+        scoring = {"executor": executor}
+    try:
+        deployments = build_deployments(
+            inputs,
+            score_cron=cron,
+            timezone=timezone,
+            alias=alias,
+            output_root=str(output_root) if output_root else None,
+            overrides={"scoring": scoring} if scoring else None,
+            train_data=str(train_data) if train_data else None,
+            train_cron=train_cron,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    for deployment in deployments:
+        schedules = ", ".join(
+            f"cron '{s.schedule.cron}' ({s.schedule.timezone})"  # type: ignore[union-attr]
+            for s in deployment.schedules or []
+        )
+        typer.echo(f"{deployment.flow_name}/{deployment.name}: {schedules}")
+    serve_deployments(deployments, limit=limit)
 
 
 @app.command()

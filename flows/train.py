@@ -21,10 +21,16 @@ from pipeline.tracking import log_training_run
 DEFAULT_TRAIN_DATA = str(PROJECT_ROOT / "data" / "sample" / "train.csv")
 
 
+# time limits of the I/O tasks (reading the table, logging to MLflow); none on fitting
+READ_TIMEOUT_SECONDS = 900
+MLFLOW_TIMEOUT_SECONDS = 900
+
+
 @task(
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
+    timeout_seconds=READ_TIMEOUT_SECONDS,
     cache_policy=NO_CACHE,
 )
 def read_training_table(path: str) -> pd.DataFrame:
@@ -53,6 +59,7 @@ def fit_detector(frame: pd.DataFrame, settings: Settings) -> AnomalyDetector:
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
+    timeout_seconds=MLFLOW_TIMEOUT_SECONDS,
     cache_policy=NO_CACHE,
 )
 def log_and_register(

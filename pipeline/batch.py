@@ -2,20 +2,41 @@
 
 Layout: ``<output_root>/<run date>/<input stem>/`` holding ``scored.parquet`` (every scored
 row), ``flagged.csv`` (flagged rows, for people), ``rejected.csv`` (rows that could not be
-scored, with line and reason) and ``manifest.json`` (written last: its presence marks the
-output complete). Each file is written under a temporary name, fsynced and renamed.
+scored, with line and reason) and ``manifest.json`` (its presence marks the output complete).
+
+Atomicity: the four files are written into a staging folder
+(``<output_root>/.staging/<stem>/<hex>/``; each file fsynced, the manifest last) and the
+staging folder is renamed into place, so ``<run date>/<stem>/`` either holds a complete output
+or does not exist. A crash leaves at most a staging folder, removed by the next run on a file
+of that name.
 
 Rerun key: (input sha256, model version), looked up in the manifests of every run date: an
 input already scored with the same model version is skipped unless ``force`` is set.
+
+Name collisions: two different inputs with the same stem (``a/orders.csv`` and
+``b/orders.csv``, or ``orders.csv`` and ``orders.parquet``) must not share an output folder.
+The plain ``<stem>`` folder of a run date belongs to the first input written there; a later
+input with other contents goes to ``<stem>-<first 8 hex digits of its sha256>`` of that date.
+
+Concurrency: everything about inputs of one stem (the rerun check, the choice of folder, the
+write) happens under an exclusive lock file ``<output_root>/.locks/<stem>.lock`` (``flock``;
+released by the kernel when a process dies), so two runs on the same input never both score
+it: the second waits and then finds the first one's manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
+import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,143 +55,293 @@ FLAGGED_FILE = "flagged.csv"
 REJECTED_FILE = "rejected.csv"
 MANIFEST_FILE = "manifest.json"
 INPUT_SUFFIXES = (".csv", ".parquet", ".pq")
+LOCK_DIR = ".locks"
+STAGING_DIR = ".staging"
+CONTENT_TAG_LENGTH = 8
+
+DetectorSource = AnomalyDetector | Callable[[], AnomalyDetector]
+
+
+class OutputBusyError(RuntimeError):
+    """Another run holds the lock of an input's outputs for too long; the file was not scored."""
+
+
+class InputChangedError(RuntimeError):
+    """The input changed while it was read (still being written?); it was not scored."""
+
+
+def _is_hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def _safe_name(stem: str) -> str:
+    """``stem`` as a file name of bounded length (lock file, staging folder)."""
+    if len(stem) <= 150:
+        return stem
+    return f"{stem[:100]}-{hashlib.sha256(stem.encode()).hexdigest()}"
 
 
 def expand_inputs(inputs: list[str] | str) -> list[Path]:
-    """Files from a list of paths, globs and folders (a folder means its CSV/Parquet files)."""
+    """Files from a list of paths, globs and folders (a folder means its CSV/Parquet files).
+
+    Hidden files (``.name``) found in folders or by globs are left out: a landing folder's
+    uploads in progress should use such a name, or a suffix other than ``.csv``, ``.parquet``
+    or ``.pq``, until they are complete.
+    """
     items = [inputs] if isinstance(inputs, str) else list(inputs)
     found: list[Path] = []
     for item in items:
+        if not str(item).strip():
+            raise InputError(
+                "an input path is empty (an unset variable?); pass the landing folder, files "
+                "or globs to score (for prefect.yaml: set VAE_ANOMALY_LANDING before deploying)"
+            )
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES)
+            found += sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES and not _is_hidden(p)
+            )
         elif any(ch in item for ch in "*?["):
             base = Path(path.anchor) if path.is_absolute() else Path()
             pattern = str(path.relative_to(path.anchor)) if path.is_absolute() else item
-            found += sorted(p for p in base.glob(pattern) if p.is_file())
+            found += sorted(p for p in base.glob(pattern) if p.is_file() and not _is_hidden(p))
         elif path.is_file():
             found.append(path)
         else:
-            raise InputError(f"{item}: no such file or folder")
+            raise InputError(f"{item}: no such file or folder; check the path or the glob")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise InputError(f"no CSV or Parquet file found in {items}")
+        raise InputError(
+            f"no CSV or Parquet file found in {items}; put the batch files there "
+            "(.csv, .parquet or .pq) or pass other paths"
+        )
     return unique
 
 
-def _write_atomic(path: Path, write: Callable[[Path], Any]) -> str:
-    """Write through ``write(tmp_path)``, fsync, rename over ``path``; return its sha256."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        write(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.fsync(fd)
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _write_synced(path: Path, write: Callable[[Path], Any]) -> str:
+    """Write ``path`` through ``write(path)``, fsync it; return its sha256."""
+    write(path)
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
     return sha256_file(path)
 
 
-def _manifests(output_root: Path, stem: str) -> Iterator[tuple[Path, dict[str, Any]]]:
-    for manifest in sorted(output_root.glob(f"*/{stem}/{MANIFEST_FILE}")):
+@contextmanager
+def input_lock(output_root: Path, stem: str, timeout_seconds: float) -> Iterator[Path]:
+    """Hold the exclusive lock of the outputs of inputs named ``stem`` (waits up to a limit)."""
+    lock_dir = output_root / LOCK_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / f"{_safe_name(stem)}.lock"
+    with path.open("a") as handle:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OutputBusyError(
+                        f"another run is still scoring a file named {stem!r} into {output_root} "
+                        f"(lock {path} held for over {timeout_seconds:g} s); this file was not "
+                        "scored: retry later, or raise scoring.lock_timeout_seconds"
+                    ) from None
+                time.sleep(0.2)
         try:
-            yield manifest, json.loads(manifest.read_text())
-        except (OSError, json.JSONDecodeError):
-            logger.warning("ignoring unreadable manifest %s", manifest)
+            yield path
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        logger.warning("ignoring unreadable manifest %s", path)
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _date_dirs(output_root: Path) -> list[Path]:
+    if not output_root.is_dir():
+        return []
+    return sorted(p for p in output_root.iterdir() if p.is_dir() and not _is_hidden(p))
+
+
+def _candidate_names(stem: str, input_sha256: str) -> tuple[str, str]:
+    """The plain folder name and the content-tagged one used when the plain one is taken."""
+    return stem, f"{stem}-{input_sha256[:CONTENT_TAG_LENGTH]}"
 
 
 def find_previous(
     output_root: Path, stem: str, input_sha256: str, model_version: str
 ) -> dict[str, Any] | None:
     """The manifest of an earlier complete run on the same input with the same model version."""
-    for path, manifest in _manifests(output_root, stem):
-        if (
-            manifest.get("input_sha256") == input_sha256
-            and str(manifest.get("model_version")) == model_version
-        ):
-            return {**manifest, "manifest_path": str(path)}
+    for date_dir in _date_dirs(output_root):
+        for name in _candidate_names(stem, input_sha256):
+            path = date_dir / name / MANIFEST_FILE
+            manifest = _read_manifest(path)
+            if (
+                manifest is not None
+                and manifest.get("input_sha256") == input_sha256
+                and str(manifest.get("model_version")) == model_version
+            ):
+                return {**manifest, "manifest_path": str(path), "output_dir": str(path.parent)}
     return None
 
 
+def output_dir_for(output_root: Path, run_date: str, stem: str, input_sha256: str) -> Path:
+    """``<root>/<date>/<stem>``, unless it holds the outputs of other input contents."""
+    date_dir = output_root / run_date
+    plain, tagged = (date_dir / name for name in _candidate_names(stem, input_sha256))
+    owner = _read_manifest(plain / MANIFEST_FILE)
+    if owner is None or owner.get("input_sha256") == input_sha256:
+        return plain
+    logger.warning(
+        "%s holds the outputs of %s (other contents, same name): writing to %s",
+        plain,
+        owner.get("input_path"),
+        tagged,
+    )
+    return tagged
+
+
+def _staging_root(output_root: Path, stem: str) -> Path:
+    return output_root / STAGING_DIR / _safe_name(stem)
+
+
+def remove_stale_staging(output_root: Path, stem: str) -> bool:
+    """Remove staging folders of ``stem`` left by interrupted runs (call under its lock)."""
+    staging_root = _staging_root(output_root, stem)
+    if not staging_root.is_dir() or not any(staging_root.iterdir()):
+        return False
+    logger.warning("removing %s, left by an interrupted run", staging_root)
+    shutil.rmtree(staging_root, ignore_errors=True)
+    return True
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Rename the complete staging folder to ``out_dir`` (replacing an older output)."""
+    _fsync_dir(staging)
+    old = None
+    if out_dir.exists():
+        old = staging.with_name(f"{uuid.uuid4().hex}.old")
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    _fsync_dir(out_dir.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _file_state(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _score_frames(
+    detector: AnomalyDetector, ref: ModelRef, input_path: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], int]:
+    """(scored, rejected, warnings, rows read) of one input file."""
+    schema = detector.schema_
+    raw = read_for_scoring(
+        input_path, string_columns=schema.categorical_columns + schema.id_columns
+    )
+    rows_read = len(raw.frame) + len(raw.bad_lines)
+    if raw.frame.empty and not raw.bad_lines and raw.frame.columns.empty:
+        scored = pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS])
+        rejected = pd.DataFrame(columns=["line", "reason"])
+        return scored, rejected, [f"{input_path}: empty file"], 0
+    result = detector.score(
+        raw.frame,
+        source=str(input_path),
+        line_numbers=raw.line_numbers,
+        model_name=ref.name,
+        model_version=ref.version,
+    )
+    rejected = result.rejected
+    if raw.bad_lines:
+        malformed = pd.DataFrame(raw.bad_lines, columns=["line", "reason", "raw_line"])
+        rejected = pd.concat([rejected, malformed], ignore_index=True).sort_values(
+            "line", kind="stable"
+        )
+    return result.scored, rejected, result.warnings, rows_read
+
+
 def score_file(
-    detector: AnomalyDetector,
+    detector: DetectorSource,
     ref: ModelRef,
     input_path: Path,
     output_root: Path,
     run_date: str,
     force: bool = False,
+    lock_timeout_seconds: float = 600,
 ) -> dict[str, Any]:
-    """Score ``input_path`` and write its outputs; returns the manifest (``skipped`` if reused)."""
-    started = datetime.now(UTC)
-    digest = sha256_file(input_path)
+    """Score ``input_path`` and write its outputs; returns the manifest (``skipped`` if reused).
+
+    ``detector`` is the loaded detector or a function returning it, called only when the file
+    has to be scored (a rerun that skips every file loads no model).
+    """
+    input_path = Path(input_path)
     stem = input_path.stem
-    if not force:
-        previous = find_previous(output_root, stem, digest, ref.version)
-        if previous is not None:
-            logger.info(
-                "skip %s: already scored with %s version %s (%s)",
-                input_path,
-                ref.name,
-                ref.version,
-                previous["manifest_path"],
+    with input_lock(output_root, stem, lock_timeout_seconds):
+        remove_stale_staging(output_root, stem)
+        before = _file_state(input_path)
+        digest = sha256_file(input_path)
+        if not force:
+            previous = find_previous(output_root, stem, digest, ref.version)
+            if previous is not None:
+                logger.info(
+                    "skip %s: already scored with %s version %s (%s)",
+                    input_path,
+                    ref.name,
+                    ref.version,
+                    previous["manifest_path"],
+                )
+                return {**previous, "skipped": True}
+        started = datetime.now(UTC)
+        loaded = detector if isinstance(detector, AnomalyDetector) else detector()
+        scored, rejected, warnings, rows_read = _score_frames(loaded, ref, input_path)
+        if _file_state(input_path) != before:
+            raise InputChangedError(
+                f"{input_path}: the file changed while it was read (still being written?); "
+                "nothing was written for it: the next attempt or run scores it. Upload files "
+                "under a hidden or temporary name and rename them when complete"
             )
-            return {**previous, "skipped": True}
-    schema = detector.schema_
-    raw = read_for_scoring(
-        input_path, string_columns=schema.categorical_columns + schema.id_columns
-    )
-    out_dir = output_root / run_date / stem
-    if raw.frame.empty and not raw.bad_lines and raw.frame.columns.empty:
-        scored = pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS])
-        rejected = pd.DataFrame(columns=["line", "reason"])
-        warnings: list[str] = [f"{input_path}: empty file"]
-    else:
-        result = detector.score(
-            raw.frame,
-            source=str(input_path),
-            line_numbers=raw.line_numbers,
-            model_name=ref.name,
-            model_version=ref.version,
+        if rows_read != len(scored) + len(rejected):
+            raise RuntimeError(
+                f"{input_path}: {rows_read} rows read but {len(scored)} scored + "
+                f"{len(rejected)} rejected; nothing was written (this is a bug: report it)"
+            )
+        flagged = scored[scored["is_anomaly"] == 1].sort_values(
+            "anomaly_score", ascending=False, kind="stable"
         )
-        scored, rejected, warnings = result.scored, result.rejected, result.warnings
-        if raw.bad_lines:
-            malformed = pd.DataFrame(raw.bad_lines, columns=["line", "reason", "raw_line"])
-            rejected = pd.concat([rejected, malformed], ignore_index=True).sort_values(
-                "line", kind="stable"
-            )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(
-        missing_ok=True
-    )  # an older manifest must not vouch for new files
-    flagged = scored[scored["is_anomaly"] == 1].sort_values("anomaly_score", ascending=False)
-    outputs = {
-        SCORED_FILE: _write_atomic(
-            out_dir / SCORED_FILE, lambda p: scored.to_parquet(p, index=False)
-        ),
-        FLAGGED_FILE: _write_atomic(
-            out_dir / FLAGGED_FILE, lambda p: flagged.to_csv(p, index=False)
-        ),
-        REJECTED_FILE: _write_atomic(
-            out_dir / REJECTED_FILE, lambda p: rejected.to_csv(p, index=False)
-        ),
-    }
-    manifest = {
-        "input_path": str(input_path),
-        "input_sha256": digest,
-        "rows_read": int(len(scored) + len(rejected)),
-        "rows_scored": len(scored),
-        "rows_rejected": len(rejected),
-        "rows_flagged": len(flagged),
-        "model_name": ref.name,
-        "model_version": ref.version,
-        "model_run_id": ref.run_id,
-        "threshold": float(detector.threshold_),
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "outputs": outputs,
-        "warnings": warnings,
-    }
-    _write_atomic(out_dir / MANIFEST_FILE, lambda p: p.write_text(json.dumps(manifest, indent=1)))
+        out_dir = output_dir_for(output_root, run_date, stem, digest)
+        facts = {  # the manifest's keys, in the documented order
+            "input_path": str(input_path),
+            "input_sha256": digest,
+            "rows_read": rows_read,
+            "rows_scored": len(scored),
+            "rows_rejected": len(rejected),
+            "rows_flagged": len(flagged),
+            "model_name": ref.name,
+            "model_version": ref.version,
+            "model_run_id": ref.run_id,
+            "threshold": float(loaded.threshold_),
+            "started_at": started.isoformat(),
+        }
+        staging = _staging_root(output_root, stem) / uuid.uuid4().hex
+        manifest = _write_outputs(staging, out_dir, scored, flagged, rejected, facts, warnings)
     logger.info(
         "%s: %d rows read, %d scored, %d flagged, %d rejected -> %s",
         input_path,
@@ -180,4 +351,50 @@ def score_file(
         manifest["rows_rejected"],
         out_dir,
     )
-    return {**manifest, "output_dir": str(out_dir), "skipped": False}
+    return {
+        **manifest,
+        "manifest_path": str(out_dir / MANIFEST_FILE),
+        "output_dir": str(out_dir),
+        "skipped": False,
+    }
+
+
+def _write_outputs(
+    staging: Path,
+    out_dir: Path,
+    scored: pd.DataFrame,
+    flagged: pd.DataFrame,
+    rejected: pd.DataFrame,
+    facts: dict[str, Any],
+    warnings: list[str],
+) -> dict[str, Any]:
+    """Write the four files into ``staging``, manifest last, and rename it to ``out_dir``."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True)
+    try:
+        outputs = {
+            SCORED_FILE: _write_synced(
+                staging / SCORED_FILE, lambda p: scored.to_parquet(p, index=False)
+            ),
+            FLAGGED_FILE: _write_synced(
+                staging / FLAGGED_FILE, lambda p: flagged.to_csv(p, index=False)
+            ),
+            REJECTED_FILE: _write_synced(
+                staging / REJECTED_FILE, lambda p: rejected.to_csv(p, index=False)
+            ),
+        }
+        manifest = {
+            **facts,
+            "finished_at": datetime.now(UTC).isoformat(),
+            "outputs": outputs,
+            "warnings": warnings,
+        }
+        _write_synced(
+            staging / MANIFEST_FILE, lambda p: p.write_text(json.dumps(manifest, indent=1))
+        )
+        _publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # not empty: leftovers of a crash, for the next run
+            staging.parent.rmdir()
+    return manifest

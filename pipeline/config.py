@@ -90,6 +90,45 @@ class ScoringSettings(_Section):
     batch_rows: int = Field(default=65536, ge=1, description="rows per inference batch")
     top_reasons: int = Field(default=3, ge=1)
     output_root: Path = Field(default=PROJECT_ROOT / "data" / "scored")
+    executor: Literal["sequential", "dask"] = Field(
+        default="sequential",
+        description="sequential: files one after another in the flow's process; "
+        "dask: files fanned out to a Dask cluster (prefect-dask)",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="scheduler of an existing Dask cluster (tcp://host:8786); "
+        "default with executor=dask: a local cluster started for the run",
+    )
+    dask_workers: int = Field(default=2, ge=1, description="workers of a local Dask cluster")
+    dask_threads_per_worker: int = Field(
+        default=1, ge=1, description="threads per worker of a local Dask cluster"
+    )
+    dask_processes: bool = Field(
+        default=True, description="local Dask cluster: workers in processes (False: threads)"
+    )
+    io_timeout_seconds: float = Field(
+        default=300, gt=0, description="time limit of one MLflow call or input listing"
+    )
+    io_retries: int = Field(
+        default=3, ge=0, description="retries of I/O tasks after a transient error"
+    )
+    file_timeout_seconds: float = Field(
+        default=3600, gt=0, description="time limit of reading, scoring and writing one file"
+    )
+    file_retries: int = Field(
+        default=2, ge=0, description="retries of a file after a transient error (I/O, lock)"
+    )
+    lock_timeout_seconds: float = Field(
+        default=600,
+        ge=0,
+        description="how long to wait for another run that is scoring a file of the same name",
+    )
+
+    @field_validator("dask_address")
+    @classmethod
+    def _no_blank_address(cls, value: str | None) -> str | None:
+        return value or None
 
 
 class TrackingSettings(_Section):

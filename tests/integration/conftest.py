@@ -37,3 +37,37 @@ def aliases(client: MlflowClient, name: str) -> dict[str, str]:
     return {
         alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()
     }
+
+
+@pytest.fixture(scope="session")
+def champion_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store holding one quickly trained version (the champion), trained once per session.
+
+    For tests that only score: they must not register versions into it.
+    """
+    from generate_sample import make_table
+
+    from flows.train import train_flow
+
+    root = tmp_path_factory.mktemp("champion")
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    train_csv = root / "train.csv"
+    make_table(1500, seed=11).to_csv(train_csv, index=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("VAE_ANOMALY_TRAINING__MAX_EPOCHS", "6")
+        patch.setenv("VAE_ANOMALY_TRAINING__BATCH_SIZE", "128")
+        train_flow(data_path=str(train_csv))
+    mlflow.set_tracking_uri(None)
+    return uri
+
+
+@pytest.fixture
+def scoring_store(
+    mlflow_store: str, champion_store: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """``mlflow_store``'s settings (outputs in ``tmp_path / "scored"``), scoring with the
+    session's champion instead of training a model per test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", champion_store)
+    yield champion_store
+    mlflow.set_tracking_uri(None)

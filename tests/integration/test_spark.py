@@ -41,7 +41,9 @@ def spark() -> Iterator[object]:
     session.stop()
 
 
-def test_spark_udf_gives_the_same_scores_as_pandas(spark, mlflow_store, small_train_csv, small_batch_csv):
+def test_spark_udf_gives_the_same_scores_as_pandas(
+    spark, mlflow_store, small_train_csv, small_batch_csv
+):
     train_flow(data_path=str(small_train_csv))
     ref = resolve_alias(Settings(), "champion")
     batch = pd.read_csv(small_batch_csv).drop(columns=["label", "anomaly_kind", "anomaly_column"])
@@ -49,7 +51,9 @@ def test_spark_udf_gives_the_same_scores_as_pandas(spark, mlflow_store, small_tr
     expected = load_detector(ref).score(batch).scored
 
     udf = mlflow.pyfunc.spark_udf(
-        spark, "models:/vae-anomaly@champion", env_manager="local",
+        spark,
+        "models:/vae-anomaly@champion",
+        env_manager="local",
         result_type="anomaly_score double, is_anomaly int, reasons string",
     )
     frame = spark.createDataFrame(batch)  # type: ignore[attr-defined]
