@@ -82,10 +82,12 @@ class ThresholdSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    score: Literal["standardized", "sum"] = Field(
-        default="standardized",
-        description="standardized: z(recon) + z(KL) with training statistics; sum: recon + KL",
+    score: Literal["max", "standardized", "sum"] = Field(
+        default="max",
+        description="max: max(z(recon), kl_weight * z(KL)); standardized: z(recon) + "
+        "kl_weight * z(KL); z with training-record statistics; sum: raw recon + KL",
     )
+    kl_weight: float = Field(default=1.0, ge=0, description="weight of the standardised KL term")
     mc_samples: int = Field(default=0, ge=0, description="0 = deterministic (latent mean)")
     batch_rows: int = Field(default=65536, ge=1, description="rows per inference batch")
     top_reasons: int = Field(default=3, ge=1)

@@ -128,3 +128,24 @@ def test_quality_on_planted_anomalies():
     ).fit(train)
     auc = roc_auc_score(labels, detector.score_samples(test))
     assert auc >= 0.9
+
+
+def test_default_quality_on_global_outliers():
+    # the ADBench kind of anomaly: records far from a correlated normal cloud (min-max scaled
+    # numeric arrays, as the benchmark feeds them); guards the default against regressions
+    rng = np.random.default_rng(5)
+    latent = rng.normal(size=(900, 2))
+    mixing = rng.normal(size=(2, 8))
+    normal = np.tanh(latent @ mixing) + 0.05 * rng.normal(size=(900, 8))
+    outliers = rng.uniform(-1.5, 1.5, size=(60, 8))
+    x = np.vstack([normal, outliers])
+    y = np.r_[np.zeros(900), np.ones(60)]
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    x = (x - x[:600].min(0)) / (x[:600].max(0) - x[:600].min(0))
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)])
+    detector = AnomalyDetector(quick_settings(training={"max_epochs": 100, "batch_size": 32})).fit(
+        frame[:600]
+    )
+    scores = detector.score_samples(frame[600:])
+    assert roc_auc_score(y[600:], scores) >= 0.95
