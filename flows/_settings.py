@@ -11,7 +11,7 @@ from pipeline.checksums import ChecksumError
 from pipeline.config import Settings
 from pipeline.ingest import InputError
 from pipeline.schema import SchemaError
-from pipeline.tracking import RegistryError
+from pipeline.tracking import RegistryError, RegistryUnavailableError
 
 Overrides = dict[str, dict[str, Any]]
 
@@ -28,6 +28,8 @@ def retry_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) 
     """Retry an I/O task unless it failed with an error that a retry cannot fix."""
     try:
         state.result()
+    except RegistryUnavailableError:
+        return True  # the server may be back on the next attempt
     except PERMANENT_ERRORS:
         return False
     except Exception:

@@ -79,7 +79,9 @@ def score(
     inputs: Annotated[
         list[str] | None, typer.Argument(help="files, globs or folders to score")
     ] = None,
-    alias: Annotated[str, typer.Option(help="registry alias to score with")] = "champion",
+    alias: Annotated[
+        str | None, typer.Option(help="registry alias to score with (default: champion)")
+    ] = None,
     output_root: Annotated[Path | None, typer.Option(help="root of the output folders")] = None,
     run_date: Annotated[
         str | None, typer.Option(help="output partition (default: today, UTC)")
@@ -172,7 +174,9 @@ def serve(
         str, typer.Option(help="when to score (cron: minute hour day month weekday)")
     ] = "0 2 * * *",
     timezone: Annotated[str, typer.Option(help="time zone of the cron schedules")] = "UTC",
-    alias: Annotated[str, typer.Option(help="registry alias to score with")] = "champion",
+    alias: Annotated[
+        str | None, typer.Option(help="registry alias to score with (default: champion)")
+    ] = None,
     output_root: Annotated[Path | None, typer.Option(help="root of the output folders")] = None,
     train_data: Annotated[
         Path | None, typer.Option(help="training table of the retraining deployment")
@@ -225,7 +229,7 @@ def serve(
 
 @app.command()
 def show(
-    alias: Annotated[str, typer.Option(help="registry alias")] = "champion",
+    alias: Annotated[str | None, typer.Option(help="registry alias (default: champion)")] = None,
 ) -> None:
     """Show which model version an alias points to."""
     from pipeline.config import Settings

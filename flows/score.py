@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from flows._settings import Overrides, retry_transient, settings_for_run
 from pipeline.batch import FLAGGED_FILE, expand_inputs, score_file
-from pipeline.config import PROJECT_ROOT, ScoringSettings, Settings
+from pipeline.config import PROJECT_ROOT, ScoringSettings, Settings, redact
 from pipeline.detector import AnomalyDetector
 from pipeline.tracking import ModelRef, load_detector, resolve_alias
 
@@ -96,7 +96,7 @@ def list_inputs(inputs: list[str] | str) -> list[str]:
     timeout_seconds=_LIMITS.io_timeout_seconds,
     cache_policy=NO_CACHE,
 )
-def resolve_model(settings: Settings, alias: str) -> ModelRef:
+def resolve_model(settings: Settings, alias: str | None) -> ModelRef:
     """``models:/NAME@alias`` -> a version, once per run (RegistryError when missing)."""
     return resolve_alias(settings, alias)
 
@@ -187,7 +187,7 @@ def _failure_message(state: State[Any]) -> str:
     error = state.result(raise_on_failure=False)
     if isinstance(error, BaseException):
         text = str(error).strip().splitlines()
-        return f"{type(error).__name__}: {text[0] if text else ''}"
+        return redact(f"{type(error).__name__}: {text[0] if text else ''}")
     return str(state.message or state.name)
 
 
@@ -207,7 +207,7 @@ def _run_date(explicit: str | None) -> str:
 @flow(name="vae-anomaly-score")
 def score_flow(
     inputs: list[str] | str = DEFAULT_BATCH,
-    alias: str = "champion",
+    alias: str | None = None,
     output_root: str | None = None,
     run_date: str | None = None,
     force: bool = False,
@@ -231,7 +231,7 @@ def score_flow(
     partition = _run_date(run_date)
     files = list_inputs.with_options(**io_options)(inputs)
     ref = resolve_model.with_options(**io_options)(settings, alias)
-    logger.info("models:/%s@%s -> version %s", ref.name, alias, ref.version)
+    logger.info("models:/%s@%s -> version %s", ref.name, ref.alias, ref.version)
     tracking_uri = settings.tracking.resolved_uri()
     load_model.with_options(**io_options)(tracking_uri, ref)
     job = ScoringJob(

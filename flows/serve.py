@@ -21,6 +21,7 @@ from prefect.schedules import Cron, Schedule
 from flows._settings import Overrides
 from flows.score import score_flow
 from flows.train import train_flow
+from pipeline.config import Settings
 
 SCORE_DEPLOYMENT = "nightly"
 TRAIN_DEPLOYMENT = "retrain"
@@ -79,7 +80,7 @@ def build_deployments(
     *,
     score_cron: str = DEFAULT_SCORE_CRON,
     timezone: str = DEFAULT_TIMEZONE,
-    alias: str = "champion",
+    alias: str | None = None,
     output_root: str | None = None,
     overrides: Overrides | None = None,
     train_data: str | None = None,
@@ -96,7 +97,7 @@ def build_deployments(
     score_schedule = cron_schedule(score_cron, timezone, "--cron")
     score_parameters: dict[str, Any] = {
         "inputs": _absolute_inputs(inputs),
-        "alias": alias,
+        "alias": alias or Settings().tracking.champion_alias,
         "output_root": str(Path(output_root).expanduser().absolute()) if output_root else None,
         "overrides": overrides or None,
     }
@@ -108,7 +109,8 @@ def build_deployments(
             concurrency_limit=1,
             description=(
                 f"Score new files in {', '.join(score_parameters['inputs'])} with "
-                f"models:/<registered model>@{alias}; files already scored are skipped."
+                f"models:/<registered model>@{alias or 'champion'}; "
+                "files already scored are skipped."
             ),
             tags=[*TAGS, "scoring"],
             entrypoint_type=EntrypointType.MODULE_PATH,

@@ -8,6 +8,7 @@ The tracking URI also honours the standard ``MLFLOW_TRACKING_URI``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,6 +157,14 @@ class TrackingSettings(_Section):
         return uri
 
 
+_CREDENTIALS = re.compile(r"//[^/\s]*@")
+
+
+def redact(text: str) -> str:
+    """Remove ``user:password@`` (or a bare ``token@``) from every URL in ``text``."""
+    return _CREDENTIALS.sub("//***@", text)
+
+
 def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
     return f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
 
@@ -183,10 +192,17 @@ class Settings(BaseSettings):
             data[section].update({k: v for k, v in values.items() if v is not None})
         return Settings.model_validate(data)
 
+    def public_dump(self) -> dict[str, dict[str, Any]]:
+        """All settings as JSON values, with credentials removed from the tracking URI."""
+        data = self.model_dump(mode="json")
+        if data["tracking"].get("uri"):
+            data["tracking"]["uri"] = redact(data["tracking"]["uri"])
+        return data
+
     def flat_params(self) -> dict[str, str]:
         """Every setting as ``section.field -> str`` (for MLflow params)."""
         flat: dict[str, str] = {}
-        for section, values in self.model_dump(mode="json").items():
+        for section, values in self.public_dump().items():
             for key, value in values.items():
                 flat[f"{section}.{key}"] = str(value)
         return flat

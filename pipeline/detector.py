@@ -87,7 +87,7 @@ class ScoreResult:
         scored = self.scored.assign(rejected_reason="", _line=self.scored_lines)
         if self.rejected.empty:
             return scored.drop(columns="_line")
-        rejected = pd.DataFrame({c: self.rejected.get(c) for c in self.scored.columns})
+        rejected = self.rejected.reindex(columns=self.scored.columns)
         rejected = rejected.assign(
             anomaly_score=np.nan,
             recon_error=np.nan,
@@ -133,6 +133,23 @@ def _fmt(value: Any) -> str:
             return str(value)
         return f"{value:.4g}"
     return str(value)
+
+
+def _runtime_settings(saved: Settings) -> Settings:
+    """A loaded model's settings: what defines the model from training, the rest from here.
+
+    The score definition (``scoring.score``, ``scoring.kl_weight``), data roles, architecture
+    and threshold come from the saved model; how to run it (inference batch size, Monte Carlo
+    samples, reasons, outputs, device, tracking) comes from this machine's settings.
+    """
+    here = Settings()
+    scoring = here.scoring.model_copy(
+        update={"score": saved.scoring.score, "kl_weight": saved.scoring.kl_weight}
+    )
+    training = saved.training.model_copy(update={"device": here.training.device})
+    return saved.model_copy(
+        update={"scoring": scoring, "training": training, "tracking": here.tracking}
+    )
 
 
 class AnomalyDetector:
@@ -224,7 +241,8 @@ class AnomalyDetector:
         self.threshold_ = contamination_threshold(val_scores, s.threshold.contamination)
         self.reference_quantiles_ = reference_quantiles(val_scores)
         self.validation_scores_ = val_scores
-        self.reference_frame_ = frame.iloc[val_rows].reset_index(drop=True)
+        kept = [c for c in frame.columns if c in schema.roles or c == "label"]
+        self.reference_frame_ = frame.iloc[val_rows][kept].reset_index(drop=True)
         self.n_train_rows_ = len(train_part)
         logger.info(
             "fitted on %d rows (%d held out), %d features, best epoch %d, threshold %.4g",
@@ -286,9 +304,17 @@ class AnomalyDetector:
         )
         for message in checked.warnings:
             logger.warning(message)
-        accepted = checked.accepted
+        accepted, lines, rejected = checked.accepted, checked.accepted_lines, checked.rejected
         x = self.preprocessor_.transform(accepted)
         scores, recon, kl = self._terms(x, mc_samples)
+        finite = np.isfinite(scores)
+        if not finite.all():  # never a silent NaN: such a row is rejected with a reason
+            unscorable = accepted.loc[~finite].copy()
+            unscorable.insert(0, "reason", "the model's score is not finite for this row")
+            unscorable.insert(0, "line", lines[~finite])
+            rejected = pd.concat([rejected, unscorable], ignore_index=True).sort_values("line")
+            accepted, lines, x = accepted.loc[finite], lines[finite], x[finite]
+            scores, recon, kl = scores[finite], recon[finite], kl[finite]
         cut = self.threshold_ if threshold is None else float(threshold)
         flags = (scores > cut).astype(np.int8)
         out = accepted[self.schema_.id_columns].reset_index(drop=True)
@@ -306,8 +332,8 @@ class AnomalyDetector:
         out["threshold"] = cut
         return ScoreResult(
             scored=out,
-            rejected=checked.rejected.reset_index(drop=True),
-            scored_lines=checked.accepted_lines,
+            rejected=rejected.reset_index(drop=True),
+            scored_lines=lines,
             warnings=checked.warnings,
         )
 
@@ -316,7 +342,8 @@ class AnomalyDetector:
         self._check_fitted()
         pre = self.preprocessor_
         if x is None:
-            x = pre.transform(check_scoring_frame(rows, self.schema_).accepted)
+            rows = check_scoring_frame(rows, self.schema_).accepted  # reasons for scorable rows
+            x = pre.transform(rows)
         recon = reconstruct(self.model_, x)
         precision = self.model_.feature_precision().detach().cpu().numpy().astype(np.float64)
         error = (x.astype(np.float64) - recon) ** 2 * precision  # (n, n_features)
@@ -366,7 +393,7 @@ class AnomalyDetector:
         self._check_fitted()
         return {
             "format_version": FORMAT_VERSION,
-            "settings": self.settings.model_dump(mode="json"),
+            "settings": self.settings.public_dump(),
             "vae_config": self.vae_config_.to_dict(),
             "schema": self.schema_.to_dict(),
             "threshold": self.threshold_,
@@ -406,7 +433,7 @@ class AnomalyDetector:
                 f"{directory}: model format {meta.get('format_version')} is not supported "
                 f"(this version reads {FORMAT_VERSION})"
             )
-        detector = cls(Settings.model_validate(meta["settings"]))
+        detector = cls(_runtime_settings(Settings.model_validate(meta["settings"])))
         detector.schema_ = TableSchema.from_dict(meta["schema"])
         detector.preprocessor_ = TabularPreprocessor.from_dict(
             json.loads((directory / PREPROCESS_FILE).read_text())

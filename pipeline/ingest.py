@@ -33,7 +33,7 @@ def table_format(path: Path) -> str:
 
 def _check_header(path: Path) -> list[str]:
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), None)
     except UnicodeDecodeError as exc:
         raise InputError(
@@ -110,7 +110,9 @@ def read_for_scoring(path: str | Path, string_columns: list[str] | None = None) 
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=False),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid, newlines_in_values=True
+            ),
             convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
         )
     except pa.ArrowInvalid:
@@ -120,25 +122,36 @@ def read_for_scoring(path: str | Path, string_columns: list[str] | None = None) 
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=False),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid, newlines_in_values=True
+            ),
             convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
         )
     frame = table.to_pandas()
-    return RawBatch(
-        frame=frame, line_numbers=_data_line_numbers(len(frame), [b[0] for b in bad]), bad_lines=bad
-    )
+    starts = record_lines(path)
+    bad_records = {number for number, _, _ in bad}
+    data_records = [k for k in range(2, len(starts) + 1) if k not in bad_records]
+    if len(data_records) != len(frame):  # should not happen; keep record positions then
+        logger.warning("%s: could not map rows to lines; 'line' is the record number", path)
+        lines = np.arange(2, len(frame) + 2, dtype=np.int64)
+    else:
+        lines = starts[np.asarray(data_records, dtype=np.int64) - 1]
+    bad = [(int(starts[n - 1]) if 0 < n <= len(starts) else n, r, t) for n, r, t in bad]
+    return RawBatch(frame=frame, line_numbers=lines, bad_lines=bad)
 
 
-def _data_line_numbers(n_rows: int, skipped_lines: list[int]) -> np.ndarray:
-    """File line of each parsed row, given the lines that were skipped (one record per line).
+def record_lines(path: Path) -> np.ndarray:
+    """The first physical line of every non-blank CSV record, header included (1-based).
 
-    Row ``i`` would sit on line ``i + 2`` without skips; each skipped line at or before it
-    pushes it one further. With skipped lines ``s_j`` (sorted), ``t_j = s_j - j`` is the base
-    position each one displaces, so the shift is the count of ``t_j <= base``.
+    Blank lines are skipped and a quoted value may span lines, as in the CSV readers, so the
+    n-th record is not always on line n.
     """
-    base = np.arange(2, n_rows + 2, dtype=np.int64)
-    skipped = np.array(sorted(set(skipped_lines)), dtype=np.int64)
-    if skipped.size == 0:
-        return base
-    displaced = skipped - np.arange(skipped.size)
-    return base + np.searchsorted(displaced, base, side="right")
+    starts: list[int] = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        previous = 0
+        for record in reader:
+            if record:
+                starts.append(previous + 1)
+            previous = reader.line_num
+    return np.asarray(starts, dtype=np.int64)

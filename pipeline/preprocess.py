@@ -41,11 +41,16 @@ def categorical_strings(values: pd.Series) -> np.ndarray:
 
     Casting first avoids scikit-learn's ``isnan`` TypeError on all-NaN float columns.
     """
-    as_object = values.astype(object)
     mask = values.isna().to_numpy()
-    out = as_object.to_numpy(copy=True)
+    text = values.astype(object).where(~values.isna(), "").astype(str)
+    # one spelling whatever the reader: pandas reads true/false as bools and integer codes
+    # with gaps as floats (3.0) where pyarrow keeps the text ("true", "3")
+    lowered = text.str.lower()
+    text = text.mask(lowered == "true", "True").mask(lowered == "false", "False")
+    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    out = text.to_numpy(dtype=object)
     out[mask] = MISSING_CATEGORY
-    return out.astype(str).astype(object)
+    return out
 
 
 def signed_log(values: np.ndarray, columns: list[int] | None = None) -> np.ndarray:

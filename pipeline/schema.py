@@ -86,6 +86,17 @@ def infer_schema(frame: pd.DataFrame, settings: DataSettings) -> TableSchema:
             roles[name] = "id"
         elif name in forced_categorical or pd.api.types.is_bool_dtype(values):
             roles[name] = "categorical"
+        elif (
+            pd.api.types.is_integer_dtype(values)
+            and _ID_NAME.search(name)
+            and values.nunique(dropna=True) == values.notna().sum() > 1
+        ):
+            logger.warning(
+                "integer column %r looks like an id (named so, all distinct): passed through, "
+                "not modeled",
+                name,
+            )
+            roles[name] = "id"
         elif pd.api.types.is_numeric_dtype(values):
             roles[name] = "numeric"
         elif _parse_share(values) >= NUMERIC_PARSE_SHARE:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import subprocess
 import tempfile
 import warnings
@@ -21,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.config import PROJECT_ROOT, Settings, redact
 from pipeline.detector import AnomalyDetector
 
 logger = logging.getLogger(__name__)
@@ -42,6 +41,10 @@ REQUIREMENTS = [
 
 class RegistryError(RuntimeError):
     """The registered model or alias asked for does not exist (or the registry is unreachable)."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The tracking server could not be reached: a retry later may succeed."""
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,11 @@ def log_training_run(
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
     client.set_registered_model_alias(name, settings.tracking.challenger_alias, version.version)
-    if int(version.version) == 1:
-        client.set_registered_model_alias(name, settings.tracking.champion_alias, version.version)
+    champion = settings.tracking.champion_alias
+    # the first version gets champion; so does a version registered when none holds it (a
+    # retried registration after a failure between registering and setting the alias)
+    if int(version.version) == 1 or champion not in client.get_registered_model(name).aliases:
+        client.set_registered_model_alias(name, champion, version.version)
     logger.info("registered %s version %s (run %s)", name, version.version, run_id)
     return ModelRef(
         name=name,
@@ -239,7 +245,8 @@ def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
             if unreachable
             else "train a model first (vae-anomaly train) or set the alias"
         )
-        raise RegistryError(
+        error = RegistryUnavailableError if unreachable else RegistryError
+        raise error(
             f"cannot resolve models:/{name}@{alias} at {_safe_uri(settings)}: {detail}; {hint}"
         ) from None
     return ModelRef(
@@ -257,14 +264,6 @@ def load_detector(ref: ModelRef) -> AnomalyDetector:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
-
-
-_CREDENTIALS = re.compile(r"(//)[^/@\s:]+:[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """Remove ``user:password@`` from any URL in ``text`` (errors must not leak secrets)."""
-    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def _safe_uri(settings: Settings) -> str:

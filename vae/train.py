@@ -252,9 +252,9 @@ def score_arrays(
     n = x.shape[0]
     recon = np.empty(n, dtype=np.float64)
     kl = np.empty(n, dtype=np.float64)
-    if mc_samples > 0:
-        torch.manual_seed(seed)
-    with torch.inference_mode():
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        if mc_samples > 0:
+            torch.manual_seed(seed)  # inside fork_rng: the caller's random state is kept
         precision = model.feature_precision()
         for start in range(0, n, batch_size):
             batch = _as_tensor(x[start : start + batch_size], device)

@@ -1,0 +1,98 @@
+"""Edge cases of reading and scoring found in review: each once produced a wrong result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import Settings, redact
+from pipeline.detector import AnomalyDetector
+from pipeline.ingest import read_for_scoring, read_table
+from pipeline.preprocess import categorical_strings
+from pipeline.schema import infer_schema
+from tests.conftest import mixed_frame, quick_settings
+
+
+def test_all_rows_without_id_columns_keeps_every_row():
+    frame = mixed_frame(200).drop(columns=["record_id"])
+    detector = AnomalyDetector(quick_settings(training={"max_epochs": 3})).fit(frame)
+    batch = frame.head(4).astype({"y": "float64"}).copy()
+    batch.loc[2, "y"] = np.inf
+    out = detector.score(batch).all_rows()
+    assert len(out) == 4
+    assert out["rejected_reason"].astype(bool).tolist() == [False, False, True, False]
+    assert (
+        np.isnan(out.loc[2, "anomaly_score"])
+        and np.isfinite(out.loc[[0, 1, 3], "anomaly_score"]).all()
+    )
+
+
+def test_categories_are_spelled_the_same_by_both_readers():
+    # pandas reads true/false as bools and integer codes with gaps as floats; pyarrow keeps text
+    trained = categorical_strings(pd.Series([True, False, 3.0, np.nan], dtype=object))
+    scored = categorical_strings(pd.Series(["true", "FALSE", "3", None], dtype=object))
+    assert trained.tolist() == scored.tolist() == ["True", "False", "3", "__missing__"]
+
+
+def test_a_utf8_bom_does_not_rename_the_first_column(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffcust_id,v\n00123,1.5\n00456,2.5\n".encode())
+    raw = read_for_scoring(path, string_columns=["cust_id"])
+    assert list(raw.frame.columns) == ["cust_id", "v"]
+    assert raw.frame["cust_id"].tolist() == ["00123", "00456"]  # ids keep their zeros
+    assert list(read_table(path).columns) == ["cust_id", "v"]
+
+
+def test_line_numbers_survive_blank_lines_and_quoted_newlines(tmp_path):
+    path = tmp_path / "lines.csv"
+    path.write_text('a,b,c\n1,2,x\n\n3,4\n5,6,"multi\nline"\n7,8,z,9\n10,11,w\n')
+    raw = read_for_scoring(path, string_columns=["c"])
+    assert raw.frame["a"].tolist() == [1, 5, 10]
+    assert raw.line_numbers.tolist() == [2, 5, 8]
+    assert [line for line, _, _ in raw.bad_lines] == [4, 7]
+
+
+def test_an_integer_id_column_is_not_modeled():
+    frame = mixed_frame(100).drop(columns=["record_id"]).assign(order_id=np.arange(100, 200))
+    schema = infer_schema(frame, Settings().data)
+    assert schema.roles["order_id"] == "id"
+    assert schema.roles["count"] == "numeric"  # an ordinary integer column stays a feature
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("http://user:s3cret@host:5000/x", "http://***@host:5000/x"),
+        ("postgresql://u:p@ss@db/mlflow", "postgresql://***@db/mlflow"),
+        ("see https://token@host/api failed", "see https://***@host/api failed"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+    ],
+)
+def test_redact_removes_credentials(text, expected):
+    assert redact(text) == expected
+
+
+def test_credentials_never_reach_params_or_the_model_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_ANOMALY_TRACKING__URI", "postgresql://u:pw@db/mlflow")
+    settings = quick_settings(training={"max_epochs": 2})
+    assert "pw" not in str(settings.flat_params())
+    detector = AnomalyDetector(settings).fit(mixed_frame(100))
+    detector.save(tmp_path / "m")
+    assert "u:pw" not in (tmp_path / "m" / "detector.json").read_text()
+
+
+def test_a_loaded_model_takes_runtime_settings_from_here(tmp_path, monkeypatch):
+    saved = AnomalyDetector(
+        quick_settings(training={"max_epochs": 2}, scoring={"top_reasons": 5, "kl_weight": 0.5})
+    ).fit(mixed_frame(100))
+    saved.save(tmp_path / "m")
+    monkeypatch.setenv("VAE_ANOMALY_SCORING__TOP_REASONS", "1")
+    monkeypatch.setenv("VAE_ANOMALY_TRAINING__DEVICE", "cpu")
+    loaded = AnomalyDetector.load(tmp_path / "m")
+    assert loaded.settings.scoring.top_reasons == 1  # how to run: from this machine
+    assert loaded.settings.training.device == "cpu"
+    assert loaded.settings.scoring.kl_weight == 0.5  # what the score is: from the model
+    np.testing.assert_array_equal(
+        loaded.score_samples(mixed_frame(50)), saved.score_samples(mixed_frame(50))
+    )
