@@ -26,6 +26,7 @@ def main(
     # a served scheduled job logs its runs at INFO (they reach the Prefect UI); commands are quiet
     loud = verbose or ctx.invoked_subcommand == "serve"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if loud else "WARNING")
     logging.basicConfig(
         level=logging.INFO if loud else logging.WARNING,
