@@ -99,3 +99,14 @@ def test_missing_alias_is_a_clear_error(mlflow_store, small_train_csv, small_bat
     train_flow(data_path=str(small_train_csv))
     with pytest.raises(RegistryError, match="@nightly"):
         score_flow(inputs=[str(small_batch_csv)], alias="nightly")
+
+
+def test_a_logged_artifact_changed_by_one_byte_is_refused_at_load(mlflow_store, small_train_csv, tmp_path):
+    train_flow(data_path=str(small_train_csv))
+    logged = list((tmp_path / "mlruns" / "artifacts").rglob("detector/weights.pt"))
+    assert len(logged) == 1, logged
+    data = bytearray(logged[0].read_bytes())
+    data[len(data) // 3] ^= 0x01
+    logged[0].write_bytes(bytes(data))
+    with pytest.raises(Exception, match=r"weights\.pt.*does not match its recorded sha256"):
+        mlflow.pyfunc.load_model("models:/vae-anomaly@champion")
