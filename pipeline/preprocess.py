@@ -7,7 +7,8 @@ scikit-learn object, and a test checks that both paths give the same matrix.
 
 Skewed numeric columns (|skewness| above ``log_skew`` in training, e.g. money amounts) are
 first mapped with the signed log ``sign(x) * log1p(|x|)``: ratios become differences, which an
-MLP reconstructs far better, and extreme values (1e308) stay finite.
+MLP reconstructs far better, and extreme values (1e308) stay finite. A column holding
+magnitudes above 1e100 in training is always logged, so its mean and scale stay finite.
 Missing indicators (0/1, not scaled, for numeric columns that had missing values in training)
 weigh like one categorical column, so random missingness does not drown the other columns.
 Categories are kept per column up to ``max_categories`` (the most frequent); rarer and unseen
@@ -34,6 +35,9 @@ MISSING_CATEGORY = "__missing__"
 # standardised values are clipped to this magnitude so that extreme inputs (1e308) give large
 # but finite errors instead of inf/NaN scores
 CLIP = 1e4
+# a numeric column with a magnitude above this in training is always signed-logged: squaring
+# such values (for the variance) would overflow float64
+HUGE = 1e100
 
 
 def categorical_strings(values: pd.Series) -> np.ndarray:
@@ -104,12 +108,26 @@ class TabularPreprocessor:
         return kept
 
     def _skewed_columns(self, frame: pd.DataFrame) -> list[str]:
-        if not self.numeric_columns or self.log_skew <= 0:
+        """Columns to map with the signed log: skewed ones, and always those with huge values.
+
+        Skewness is computed on each column divided by its largest magnitude (skewness does not
+        change with scale), so values near 1e308 do not overflow it to NaN. A column with
+        values beyond ``HUGE`` is logged whatever ``log_skew`` says: its variance would
+        overflow float64 and leave the scaler with an infinite mean and a NaN scale.
+        """
+        if not self.numeric_columns:
             return []
+        values = frame[self.numeric_columns].astype("float64")
+        peak = values.abs().max(skipna=True)
+        huge = peak > HUGE
+        if self.log_skew <= 0:
+            return [c for c in self.numeric_columns if huge[c]]
         with np.errstate(all="ignore"):
-            skew = frame[self.numeric_columns].astype("float64").skew(skipna=True)
+            skew = (values / peak.where(peak > 0, 1.0)).skew(skipna=True)
         return [
-            c for c in self.numeric_columns if np.isfinite(skew[c]) and abs(skew[c]) > self.log_skew
+            c
+            for c in self.numeric_columns
+            if huge[c] or (np.isfinite(skew[c]) and abs(skew[c]) > self.log_skew)
         ]
 
     def sklearn_transformer(

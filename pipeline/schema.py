@@ -86,6 +86,15 @@ def infer_schema(frame: pd.DataFrame, settings: DataSettings) -> TableSchema:
             roles[name] = "id"
         elif name in forced_categorical or pd.api.types.is_bool_dtype(values):
             roles[name] = "categorical"
+        elif not values.notna().any():
+            # a CSV reader types an all-empty column as float: modeled as numeric, later text
+            # in it would reject whole rows; as a categorical any later value is just unseen
+            logger.warning(
+                "column %r is empty in training: modeled as categorical (every later value "
+                "encodes as an unseen category)",
+                name,
+            )
+            roles[name] = "categorical"
         elif (
             pd.api.types.is_integer_dtype(values)
             and _ID_NAME.search(name)
@@ -159,6 +168,11 @@ def _to_float(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype("float64")
 
 
+def _shown(value: Any) -> str:
+    """A raw value as shown in a rejection reason: ``'n/a'``, ``inf`` (not ``np.float64(inf)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 @dataclass
 class CheckedBatch:
     """A scoring batch split into rows that can be scored and rows rejected with reasons."""
@@ -205,7 +219,7 @@ def check_scoring_frame(
         infinite = np.isinf(values)
         for mask, what in ((not_a_number, "is not a number"), (infinite, "is infinite")):
             for i in np.flatnonzero(mask & (reasons == "")):
-                reasons[i] = f"column {column!r}: value {raw.iloc[i]!r} {what}"
+                reasons[i] = f"column {column!r}: value {_shown(raw.iloc[i])} {what}"
         typed[column] = numbers
     bad = reasons != ""
     rejected = frame.loc[bad].copy()

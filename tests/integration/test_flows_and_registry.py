@@ -101,7 +101,9 @@ def test_missing_alias_is_a_clear_error(mlflow_store, small_train_csv, small_bat
         score_flow(inputs=[str(small_batch_csv)], alias="nightly")
 
 
-def test_a_logged_artifact_changed_by_one_byte_is_refused_at_load(mlflow_store, small_train_csv, tmp_path):
+def test_a_logged_artifact_changed_by_one_byte_is_refused_at_load(
+    mlflow_store, small_train_csv, tmp_path
+):
     train_flow(data_path=str(small_train_csv))
     logged = list((tmp_path / "mlruns" / "artifacts").rglob("detector/weights.pt"))
     assert len(logged) == 1, logged
