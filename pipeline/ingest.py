@@ -105,28 +105,24 @@ def read_for_scoring(path: str | Path, string_columns: list[str] | None = None) 
         )
         return "skip"
 
-    types = {c: pa.string() for c in (string_columns or []) if c in header}
-    try:
-        table = pacsv.read_csv(
+    def read(text_columns: list[str]) -> pa.Table:
+        bad.clear()
+        return pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(
                 invalid_row_handler=on_invalid, newlines_in_values=True
             ),
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in text_columns}, strings_can_be_null=True
+            ),
         )
+
+    try:
+        table = read([c for c in (string_columns or []) if c in header])
     except pa.ArrowInvalid:
         # a numeric-looking column with text in some row: read every column as text instead
-        types = {c: pa.string() for c in header}
-        bad.clear()
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                invalid_row_handler=on_invalid, newlines_in_values=True
-            ),
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
-        )
+        table = read(header)
     frame = table.to_pandas()
     starts = record_lines(path)
     bad_records = {number for number, _, _ in bad}
@@ -136,8 +132,8 @@ def read_for_scoring(path: str | Path, string_columns: list[str] | None = None) 
         lines = np.arange(2, len(frame) + 2, dtype=np.int64)
     else:
         lines = starts[np.asarray(data_records, dtype=np.int64) - 1]
-    bad = [(int(starts[n - 1]) if 0 < n <= len(starts) else n, r, t) for n, r, t in bad]
-    return RawBatch(frame=frame, line_numbers=lines, bad_lines=bad)
+    bad_lines = [(int(starts[n - 1]) if 0 < n <= len(starts) else n, r, t) for n, r, t in bad]
+    return RawBatch(frame=frame, line_numbers=lines, bad_lines=bad_lines)
 
 
 def record_lines(path: Path) -> np.ndarray:

@@ -246,9 +246,8 @@ def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
             else "train a model first (vae-anomaly train) or set the alias"
         )
         error = RegistryUnavailableError if unreachable else RegistryError
-        raise error(
-            f"cannot resolve models:/{name}@{alias} at {_safe_uri(settings)}: {detail}; {hint}"
-        ) from None
+        where = redact(settings.tracking.resolved_uri())
+        raise error(f"cannot resolve models:/{name}@{alias} at {where}: {detail}; {hint}") from None
     return ModelRef(
         name=name, version=str(version.version), run_id=str(version.run_id), alias=alias
     )
@@ -264,19 +263,6 @@ def load_detector(ref: ModelRef) -> AnomalyDetector:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
-
-
-def _safe_uri(settings: Settings) -> str:
-    """The tracking URI without credentials (never leak secrets into messages)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    uri = settings.tracking.resolved_uri()
-    parts = urlsplit(uri)
-    if parts.password or parts.username:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    return uri
 
 
 def describe(ref: ModelRef) -> dict[str, Any]:
