@@ -37,15 +37,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.checksums import sha256_file
 from pipeline.detector import SCORE_COLUMNS, AnomalyDetector
-from pipeline.ingest import InputError, read_for_scoring
+from pipeline.ingest import InputError, iter_scoring_chunks, record_lines, table_format
 from pipeline.tracking import ModelRef
 
 logger = logging.getLogger(__name__)
@@ -128,9 +131,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_synced(path: Path, write: Callable[[Path], Any]) -> str:
-    """Write ``path`` through ``write(path)``, fsync it; return its sha256."""
-    write(path)
+def _write_synced(path: Path, write: Callable[[Path], Any] | None = None) -> str:
+    """Write ``path`` through ``write(path)`` (unless written already), fsync it; return its
+    sha256."""
+    if write is not None:
+        write(path)
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
     return sha256_file(path)
@@ -249,33 +254,114 @@ def _file_state(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _score_frames(
-    detector: AnomalyDetector, ref: ModelRef, input_path: Path
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str], int]:
-    """(scored, rejected, warnings, rows read) of one input file."""
+@dataclass
+class StreamedScores:
+    """What scoring one file in chunks leaves besides ``scored.parquet``: counts, the flagged
+    rows (sorted by score, highest first), the rejected rows (by line) and the warnings."""
+
+    rows_read: int
+    rows_scored: int
+    flagged: pd.DataFrame
+    rejected: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+
+def _output_schema(table: pa.Table) -> pa.Schema:
+    """The scored file's schema, from its first chunk (an all-missing id column: text)."""
+    fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+    return pa.schema(fields, metadata=table.schema.metadata)
+
+
+def _score_into(
+    detector: AnomalyDetector, ref: ModelRef, input_path: Path, scored_path: Path
+) -> StreamedScores:
+    """Score ``input_path`` chunk by chunk, appending every scored row to ``scored_path``.
+
+    Memory is bounded by ``scoring.chunk_rows`` (plus the flagged and rejected rows, which are
+    kept to be sorted): a chunk is read, checked, preprocessed, scored and written before the
+    next one is read. Reasons are computed for flagged rows only.
+    """
     schema = detector.schema_
-    raw = read_for_scoring(
-        input_path, string_columns=schema.categorical_columns + schema.id_columns
+    chunks = iter_scoring_chunks(
+        input_path,
+        string_columns=schema.categorical_columns + schema.id_columns,
+        numeric_columns=schema.numeric_columns,
+        chunk_rows=detector.settings.scoring.chunk_rows,
     )
-    rows_read = len(raw.frame) + len(raw.bad_lines)
-    if raw.frame.empty and not raw.bad_lines and raw.frame.columns.empty:
-        scored = pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS])
-        rejected = pd.DataFrame(columns=["line", "reason"])
-        return scored, rejected, [f"{input_path}: empty file"], 0
-    result = detector.score(
-        raw.frame,
-        source=str(input_path),
-        line_numbers=raw.line_numbers,
-        model_name=ref.name,
-        model_version=ref.version,
-    )
-    rejected = result.rejected
-    if raw.bad_lines:
-        malformed = pd.DataFrame(raw.bad_lines, columns=["line", "reason", "raw_line"])
-        rejected = pd.concat([rejected, malformed], ignore_index=True).sort_values(
-            "line", kind="stable"
+    writer: pq.ParquetWriter | None = None
+    out_schema: pa.Schema | None = None
+    flagged: list[pd.DataFrame] = []
+    rejected: list[pd.DataFrame] = []
+    bad: list[tuple[int, str, str]] = []
+    warnings: list[str] = []
+    rows_read = rows_scored = 0
+    started = last_log = time.monotonic()
+    try:
+        for chunk in chunks:
+            bad += chunk.bad
+            rows_read += len(chunk.frame) + len(chunk.bad)
+            if chunk.frame.columns.empty:
+                warnings.append(f"{input_path}: empty file")
+                continue
+            result = detector.score(
+                chunk.frame,
+                source=str(input_path),
+                line_numbers=chunk.records,
+                model_name=ref.name,
+                model_version=ref.version,
+                log_warnings=False,
+            )
+            for message in result.warnings:
+                if message not in warnings:
+                    logger.warning(message)
+                    warnings.append(message)
+            table = pa.Table.from_pandas(result.scored, preserve_index=False)
+            if writer is None or out_schema is None:
+                out_schema = _output_schema(table)
+                writer = pq.ParquetWriter(scored_path, out_schema)
+            writer.write_table(table.cast(out_schema))
+            rows_scored += len(result.scored)
+            flagged.append(result.scored[result.scored["is_anomaly"] == 1])
+            if len(result.rejected):
+                rejected.append(result.rejected)
+            if time.monotonic() - last_log > 10:
+                last_log = time.monotonic()
+                logger.info(
+                    "%s: %d rows scored (%.0f rows/s)",
+                    input_path,
+                    rows_scored,
+                    rows_scored / (last_log - started),
+                )
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # an empty file: an empty scored table with the output columns
+        pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS]).to_parquet(
+            scored_path, index=False
         )
-    return result.scored, rejected, result.warnings, rows_read
+    if bad:
+        rejected.append(pd.DataFrame(bad, columns=["line", "reason", "raw_line"]))
+    all_rejected = (
+        pd.concat(rejected, ignore_index=True)
+        if rejected
+        else pd.DataFrame(columns=["line", "reason"])
+    )
+    if len(all_rejected) and table_format(input_path) == "csv":
+        # record numbers -> physical lines (blank lines, quoted newlines): one streaming pass,
+        # only when some row was rejected
+        all_rejected["line"] = record_lines(input_path, all_rejected["line"].to_numpy())
+    all_flagged = (
+        pd.concat(flagged, ignore_index=True)
+        if flagged
+        else pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS])
+    )
+    return StreamedScores(
+        rows_read=rows_read,
+        rows_scored=rows_scored,
+        flagged=all_flagged.sort_values("anomaly_score", ascending=False, kind="stable"),
+        rejected=all_rejected.sort_values("line", kind="stable").reset_index(drop=True),
+        warnings=warnings,
+    )
 
 
 def score_file(
@@ -311,37 +397,42 @@ def score_file(
                 return {**previous, "skipped": True}
         started = datetime.now(UTC)
         loaded = detector if isinstance(detector, AnomalyDetector) else detector()
-        scored, rejected, warnings, rows_read = _score_frames(loaded, ref, input_path)
-        if _file_state(input_path) != before:
-            raise InputChangedError(
-                f"{input_path}: the file changed while it was read (still being written?); "
-                "nothing was written for it: the next attempt or run scores it. Upload files "
-                "under a hidden or temporary name and rename them when complete"
-            )
-        if rows_read != len(scored) + len(rejected):
-            raise RuntimeError(
-                f"{input_path}: {rows_read} rows read but {len(scored)} scored + "
-                f"{len(rejected)} rejected; nothing was written (this is a bug: report it)"
-            )
-        flagged = scored[scored["is_anomaly"] == 1].sort_values(
-            "anomaly_score", ascending=False, kind="stable"
-        )
         out_dir = output_dir_for(output_root, run_date, stem, digest)
-        facts = {  # the manifest's keys, in the documented order
-            "input_path": str(input_path),
-            "input_sha256": digest,
-            "rows_read": rows_read,
-            "rows_scored": len(scored),
-            "rows_rejected": len(rejected),
-            "rows_flagged": len(flagged),
-            "model_name": ref.name,
-            "model_version": ref.version,
-            "model_run_id": ref.run_id,
-            "threshold": float(loaded.threshold_),
-            "started_at": started.isoformat(),
-        }
         staging = _staging_root(output_root, stem) / uuid.uuid4().hex
-        manifest = _write_outputs(staging, out_dir, scored, flagged, rejected, facts, warnings)
+        staging.mkdir(parents=True)
+        try:
+            streamed = _score_into(loaded, ref, input_path, staging / SCORED_FILE)
+            if _file_state(input_path) != before:
+                raise InputChangedError(
+                    f"{input_path}: the file changed while it was read (still being written?); "
+                    "nothing was written for it: the next attempt or run scores it. Upload "
+                    "files under a hidden or temporary name and rename them when complete"
+                )
+            rows_rejected = len(streamed.rejected)
+            if streamed.rows_read != streamed.rows_scored + rows_rejected:
+                raise RuntimeError(
+                    f"{input_path}: {streamed.rows_read} rows read but {streamed.rows_scored} "
+                    f"scored + {rows_rejected} rejected; nothing was written (this is a bug: "
+                    "report it)"
+                )
+            facts = {  # the manifest's keys, in the documented order
+                "input_path": str(input_path),
+                "input_sha256": digest,
+                "rows_read": streamed.rows_read,
+                "rows_scored": streamed.rows_scored,
+                "rows_rejected": rows_rejected,
+                "rows_flagged": len(streamed.flagged),
+                "model_name": ref.name,
+                "model_version": ref.version,
+                "model_run_id": ref.run_id,
+                "threshold": float(loaded.threshold_),
+                "started_at": started.isoformat(),
+            }
+            manifest = _write_outputs(staging, out_dir, streamed, facts)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):  # not empty: leftovers of a crash, for the next run
+                staging.parent.rmdir()
     logger.info(
         "%s: %d rows read, %d scored, %d flagged, %d rejected -> %s",
         input_path,
@@ -360,41 +451,27 @@ def score_file(
 
 
 def _write_outputs(
-    staging: Path,
-    out_dir: Path,
-    scored: pd.DataFrame,
-    flagged: pd.DataFrame,
-    rejected: pd.DataFrame,
-    facts: dict[str, Any],
-    warnings: list[str],
+    staging: Path, out_dir: Path, streamed: StreamedScores, facts: dict[str, Any]
 ) -> dict[str, Any]:
-    """Write the four files into ``staging``, manifest last, and rename it to ``out_dir``."""
+    """Write the other files next to ``scored.parquet`` in ``staging``, manifest last, and
+    rename ``staging`` to ``out_dir``."""
+    flagged, rejected = streamed.flagged, streamed.rejected
+    outputs = {
+        SCORED_FILE: _write_synced(staging / SCORED_FILE),
+        FLAGGED_FILE: _write_synced(
+            staging / FLAGGED_FILE, lambda p: flagged.to_csv(p, index=False)
+        ),
+        REJECTED_FILE: _write_synced(
+            staging / REJECTED_FILE, lambda p: rejected.to_csv(p, index=False)
+        ),
+    }
+    manifest = {
+        **facts,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "outputs": outputs,
+        "warnings": streamed.warnings,
+    }
+    _write_synced(staging / MANIFEST_FILE, lambda p: p.write_text(json.dumps(manifest, indent=1)))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging.mkdir(parents=True)
-    try:
-        outputs = {
-            SCORED_FILE: _write_synced(
-                staging / SCORED_FILE, lambda p: scored.to_parquet(p, index=False)
-            ),
-            FLAGGED_FILE: _write_synced(
-                staging / FLAGGED_FILE, lambda p: flagged.to_csv(p, index=False)
-            ),
-            REJECTED_FILE: _write_synced(
-                staging / REJECTED_FILE, lambda p: rejected.to_csv(p, index=False)
-            ),
-        }
-        manifest = {
-            **facts,
-            "finished_at": datetime.now(UTC).isoformat(),
-            "outputs": outputs,
-            "warnings": warnings,
-        }
-        _write_synced(
-            staging / MANIFEST_FILE, lambda p: p.write_text(json.dumps(manifest, indent=1))
-        )
-        _publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(OSError):  # not empty: leftovers of a crash, for the next run
-            staging.parent.rmdir()
+    _publish(staging, out_dir)
     return manifest

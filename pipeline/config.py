@@ -90,7 +90,13 @@ class ScoringSettings(_Section):
     )
     kl_weight: float = Field(default=1.0, ge=0, description="weight of the standardised KL term")
     mc_samples: int = Field(default=0, ge=0, description="0 = deterministic (latent mean)")
-    batch_rows: int = Field(default=65536, ge=1, description="rows per inference batch")
+    batch_rows: int = Field(default=16384, ge=1, description="rows per inference batch")
+    chunk_rows: int = Field(
+        default=262_144,
+        ge=1,
+        description="rows read, scored and written at a time when scoring a file: memory is "
+        "bounded by the chunk, not by the file",
+    )
     top_reasons: int = Field(default=3, ge=1)
     output_root: Path = Field(default=PROJECT_ROOT / "data" / "scored")
     executor: Literal["sequential", "dask"] = Field(

@@ -77,6 +77,8 @@ class ScoreResult:
     rejected: pd.DataFrame
     scored_lines: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    # the scored rows' model columns as checked (numeric columns float), for drift monitoring
+    accepted: pd.DataFrame | None = None
 
     @property
     def rows_read(self) -> int:
@@ -288,11 +290,14 @@ class AnomalyDetector:
         model_version: str = "",
         threshold: float | None = None,
         mc_samples: int | None = None,
+        log_warnings: bool = True,
     ) -> ScoreResult:
         """Score every row of ``frame``: output columns as in the scoring contract.
 
         Rows whose values cannot be read (text or inf in a numeric column) are rejected with
         their line and a reason; :class:`SchemaError` is raised when model columns are missing.
+        ``log_warnings=False`` leaves logging the returned warnings to the caller (a file scored
+        in chunks logs them once, not once per chunk).
         """
         self._check_fitted()
         checked = check_scoring_frame(
@@ -302,7 +307,7 @@ class AnomalyDetector:
             line_numbers=line_numbers,
             ignored=self.settings.data.ignore_columns,
         )
-        for message in checked.warnings:
+        for message in checked.warnings if log_warnings else []:
             logger.warning(message)
         accepted, lines, rejected = checked.accepted, checked.accepted_lines, checked.rejected
         x = self.preprocessor_.transform(accepted)
@@ -335,6 +340,7 @@ class AnomalyDetector:
             rejected=rejected.reset_index(drop=True),
             scored_lines=lines,
             warnings=checked.warnings,
+            accepted=accepted,
         )
 
     def explain(self, rows: pd.DataFrame, x: np.ndarray | None = None) -> list[str]:
@@ -355,17 +361,19 @@ class AnomalyDetector:
         per_column = error @ group  # (n, n_columns)
         share = per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
         expected = pre.expected_values(recon)
-        top = np.argsort(-per_column, axis=1)[:, : self.settings.scoring.top_reasons]
+        k = min(self.settings.scoring.top_reasons, len(columns))
+        top = np.argsort(-per_column, axis=1, kind="stable")[:, :k]
+        # per-row Python is limited to formatting the reasons of the (few) flagged rows
+        actual = {columns[j]: rows[columns[j]].to_numpy(dtype=object) for j in np.unique(top)}
+        approx = {c: "~" if c in pre.numeric_columns else "" for c in columns}
         texts = []
         for i in range(len(rows)):
             parts = []
             for j in top[i]:
                 column = columns[j]
-                actual = rows.iloc[i][column]
-                approx = "~" if column in pre.numeric_columns else ""
                 parts.append(
-                    f"{column}={_fmt(actual)} (expected {approx}{_fmt(expected[column][i])}, "
-                    f"{share[i, j]:.0%})"
+                    f"{column}={_fmt(actual[column][i])} (expected {approx[column]}"
+                    f"{_fmt(expected[column][i])}, {share[i, j]:.0%})"
                 )
             texts.append(", ".join(parts))
         return texts

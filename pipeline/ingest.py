@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -64,6 +66,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: malformed CSV ({exc})") from None
 
 
+DEFAULT_CHUNK_ROWS = 262_144
+
+
 @dataclass
 class RawBatch:
     """A table read for scoring: all values as read, plus the lines that could not be parsed."""
@@ -73,81 +78,207 @@ class RawBatch:
     bad_lines: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
 
 
-def read_for_scoring(path: str | Path, string_columns: list[str] | None = None) -> RawBatch:
-    """Read a whole file for scoring; malformed CSV lines are kept aside, not fatal.
+@dataclass
+class ScoringChunk:
+    """One chunk of a file read for scoring.
 
-    CSV values are read with pyarrow, with ``string_columns`` (ids, categoricals) kept as text
-    so that an all-empty column keeps its type; numeric columns are checked later.
+    ``records`` numbers each row: for CSV the record number (the header is record 1, blank lines
+    are not records, a quoted value may span lines), for Parquet the row number from 1.
+    :func:`record_lines` maps CSV record numbers to physical lines, which only the rejected
+    rows need. ``bad`` holds the malformed CSV records met so far that were not yet reported
+    (record, reason, raw text).
+    """
+
+    frame: pd.DataFrame
+    records: np.ndarray
+    bad: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def _numeric_column(values: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """Text parsed as float64 by Arrow; None when some value is not a number."""
+    try:
+        return pc.cast(pc.utf8_trim_whitespace(values), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _numbers_and_text(values: pd.Series) -> pd.Series:
+    """A numeric column with some text: numbers as floats, the other values as their text
+    (the scoring checks reject those rows, showing the text). Each value gets the same
+    representation whatever else its chunk holds, so chunking never changes an output."""
+    numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+    mixed = numbers.astype(object)
+    text = numbers.isna() & values.notna()
+    mixed[text] = values[text].astype(object)
+    mixed[values.isna()] = np.nan
+    return mixed
+
+
+def _csv_block_size(path: Path, chunk_rows: int) -> int:
+    """Bytes per CSV block for about ``chunk_rows`` rows (estimated from the first MiB)."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 20)
+    per_row = len(head) / max(1, head.count(b"\n"))
+    return int(min(1 << 30, max(1 << 14, chunk_rows * per_row)))
+
+
+def iter_scoring_chunks(
+    path: str | Path,
+    string_columns: list[str] | None = None,
+    numeric_columns: list[str] | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[ScoringChunk]:
+    """Read a CSV or Parquet file for scoring in chunks of about ``chunk_rows`` rows.
+
+    Memory is bounded by the chunk, not the file. Column types are the same in every chunk:
+    Parquet keeps the file's schema; CSV values are read as text, and ``numeric_columns``
+    (default: every column not in ``string_columns``) are parsed as float64 where the whole
+    chunk column is numeric, so ids and categoricals keep leading zeros and an all-empty
+    column keeps its type. Malformed CSV lines are reported in ``bad``, not fatal.
+    A file with a header and no rows gives one empty chunk with the columns.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if table_format(path) == "parquet":
-        try:
-            frame = pq.read_table(path).to_pandas()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(
-                f"{path}: unreadable or truncated Parquet file ({exc}); nothing was scored"
-            ) from None
-        return RawBatch(frame=frame, line_numbers=np.arange(1, len(frame) + 1, dtype=np.int64))
+        yield from _parquet_chunks(path, chunk_rows)
+        return
     if path.stat().st_size == 0:
-        return RawBatch(frame=pd.DataFrame(), line_numbers=np.empty(0, dtype=np.int64))
+        yield ScoringChunk(pd.DataFrame(), np.empty(0, dtype=np.int64))
+        return
     header = _check_header(path)
+    text = set(string_columns or [])
+    numeric = [c for c in header if c not in text] if numeric_columns is None else numeric_columns
+    parse = [c for c in numeric if c in header]
     bad: list[tuple[int, str, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        bad.append(
-            (
-                int(row.number or -1),
-                f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                row.text,
-            )
-        )
+        reason = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        bad.append((int(row.number or -1), reason, row.text))
         return "skip"
 
-    def read(text_columns: list[str]) -> pa.Table:
-        bad.clear()
-        return pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                invalid_row_handler=on_invalid, newlines_in_values=True
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in text_columns}, strings_can_be_null=True
-            ),
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(
+            use_threads=False, block_size=_csv_block_size(path, chunk_rows)
+        ),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header}, strings_can_be_null=True
+        ),
+    )
+    # the parser runs ahead of the batches it returns, so every malformed record between the
+    # rows of a batch is known when the batch arrives; the rows get the other record numbers
+    next_record = 2
+    known_bad: list[int] = []
+    yielded = False
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as exc:
+            raise InputError(f"{path}: malformed CSV ({exc}); nothing was scored") from None
+        known_bad += [number for number, _, _ in bad]
+        reported, bad[:] = list(bad), []
+        table = pa.Table.from_batches([batch])
+        mixed = []
+        for name in parse:
+            numbers = _numeric_column(table[name])
+            if numbers is None:
+                mixed.append(name)
+            else:
+                table = table.set_column(table.schema.get_field_index(name), name, numbers)
+        skip = np.asarray(sorted(b for b in known_bad if b >= next_record), dtype=np.int64)
+        span = np.arange(next_record, next_record + batch.num_rows + len(skip), dtype=np.int64)
+        records = span[~np.isin(span, skip)][: batch.num_rows]
+        if batch.num_rows:
+            next_record = int(records[-1]) + 1
+        known_bad = [b for b in known_bad if b >= next_record]
+        yielded = True
+        frame = table.to_pandas()
+        for name in mixed:
+            frame[name] = _numbers_and_text(frame[name])
+        yield ScoringChunk(frame, records, reported)
+    if not yielded or bad:
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in header})
+        yield ScoringChunk(empty, np.empty(0, dtype=np.int64), list(bad))
+
+
+def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[ScoringChunk]:
+    def unreadable(exc: Exception) -> InputError:
+        return InputError(
+            f"{path}: unreadable or truncated Parquet file ({exc}); nothing was scored"
         )
 
     try:
-        table = read([c for c in (string_columns or []) if c in header])
-    except pa.ArrowInvalid:
-        # a numeric-looking column with text in some row: read every column as text instead
-        table = read(header)
-    frame = table.to_pandas()
-    starts = record_lines(path)
-    bad_records = {number for number, _, _ in bad}
-    data_records = [k for k in range(2, len(starts) + 1) if k not in bad_records]
-    if len(data_records) != len(frame):  # should not happen; keep record positions then
-        logger.warning("%s: could not map rows to lines; 'line' is the record number", path)
-        lines = np.arange(2, len(frame) + 2, dtype=np.int64)
-    else:
-        lines = starts[np.asarray(data_records, dtype=np.int64) - 1]
-    bad_lines = [(int(starts[n - 1]) if 0 < n <= len(starts) else n, r, t) for n, r, t in bad]
-    return RawBatch(frame=frame, line_numbers=lines, bad_lines=bad_lines)
+        parquet = pq.ParquetFile(path)
+        start = 1
+        yielded = False
+        for batch in parquet.iter_batches(batch_size=chunk_rows):
+            frame = pa.Table.from_batches([batch]).to_pandas()
+            yield ScoringChunk(frame, np.arange(start, start + len(frame), dtype=np.int64))
+            start += len(frame)
+            yielded = True
+        if not yielded:
+            frame = parquet.schema_arrow.empty_table().to_pandas()
+            yield ScoringChunk(frame, np.empty(0, dtype=np.int64))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise unreadable(exc) from None
 
 
-def record_lines(path: Path) -> np.ndarray:
-    """The first physical line of every non-blank CSV record, header included (1-based).
+def read_for_scoring(
+    path: str | Path,
+    string_columns: list[str] | None = None,
+    numeric_columns: list[str] | None = None,
+) -> RawBatch:
+    """Read a whole file for scoring (all chunks of :func:`iter_scoring_chunks` together),
+    with the physical line of every row and malformed line."""
+    path = Path(path)
+    chunks = list(iter_scoring_chunks(path, string_columns, numeric_columns))
+    frames = [c.frame for c in chunks if len(c.frame)] or [chunks[0].frame]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    records = np.concatenate([c.records for c in chunks])
+    bad = [b for c in chunks for b in c.bad]
+    if table_format(path) == "parquet":
+        return RawBatch(frame=frame.reset_index(drop=True), line_numbers=records)
+    lines = record_lines(path, np.concatenate([records, [n for n, _, _ in bad]]))
+    return RawBatch(
+        frame=frame.reset_index(drop=True),
+        line_numbers=lines[: len(records)],
+        bad_lines=[
+            (int(line), r, t) for line, (_, r, t) in zip(lines[len(records) :], bad, strict=True)
+        ],
+    )
 
-    Blank lines are skipped and a quoted value may span lines, as in the CSV readers, so the
-    n-th record is not always on line n.
+
+def record_lines(path: Path, records: np.ndarray) -> np.ndarray:
+    """The first physical line (1-based) of each of the given CSV record numbers.
+
+    Record numbers count non-blank records from the header (record 1), as pyarrow's reader
+    does; blank lines are skipped and a quoted value may span lines, so record n is not
+    always on line n. One streaming pass over the file; memory holds only the answer.
     """
-    starts: list[int] = []
+    records = np.asarray(records, dtype=np.int64)
+    if records.size == 0:
+        return records.copy()
+    wanted = np.unique(records)
+    found = np.full(wanted.size, -1, dtype=np.int64)
+    k = 0
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        previous = 0
+        number, previous = 0, 0
         for record in reader:
             if record:
-                starts.append(previous + 1)
+                number += 1
+                while k < wanted.size and wanted[k] < number:
+                    k += 1  # a record the csv module does not see (should not happen)
+                if k < wanted.size and wanted[k] == number:
+                    found[k] = previous + 1
+                    k += 1
+                    if k == wanted.size:
+                        break
             previous = reader.line_num
-    return np.asarray(starts, dtype=np.int64)
+    missing = found < 0
+    found[missing] = wanted[missing]  # keep the record number when no line was found
+    return found[np.searchsorted(wanted, records)]

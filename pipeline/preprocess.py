@@ -40,21 +40,41 @@ CLIP = 1e4
 HUGE = 1e100
 
 
+def _canonical(values: pd.Series) -> np.ndarray:
+    """Non-missing values as their one spelling, whatever the reader: pandas reads true/false
+    as bools and integer codes with gaps as floats (3.0) where pyarrow keeps the text."""
+    text = values.astype(object).astype(str)
+    lowered = text.str.lower()
+    text = text.mask(lowered == "true", "True").mask(lowered == "false", "False")
+    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    return text.to_numpy(dtype=object)
+
+
+def _factorized(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, canonical spelling per code); missing values get the last code, whose
+    spelling is ``__missing__``. The string work is done once per distinct value."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    spellings = np.append(_canonical(pd.Series(uniques, dtype=object)), MISSING_CATEGORY)
+    codes = np.asarray(codes, dtype=np.int64)
+    codes[codes < 0] = len(spellings) - 1
+    return codes, spellings
+
+
 def categorical_strings(values: pd.Series) -> np.ndarray:
     """Categorical values as ``str`` objects, missing values as ``__missing__``.
 
     Casting first avoids scikit-learn's ``isnan`` TypeError on all-NaN float columns.
     """
-    mask = values.isna().to_numpy()
-    text = values.astype(object).where(~values.isna(), "").astype(str)
-    # one spelling whatever the reader: pandas reads true/false as bools and integer codes
-    # with gaps as floats (3.0) where pyarrow keeps the text ("true", "3")
-    lowered = text.str.lower()
-    text = text.mask(lowered == "true", "True").mask(lowered == "false", "False")
-    text = text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
-    out = text.to_numpy(dtype=object)
-    out[mask] = MISSING_CATEGORY
-    return out
+    codes, spellings = _factorized(values)
+    return spellings.astype(object)[codes]
+
+
+def category_codes(values: pd.Series, categories: list[str]) -> np.ndarray:
+    """Position of each value's spelling in ``categories`` (-1: not one of them)."""
+    codes, spellings = _factorized(values)
+    position = {c: i for i, c in enumerate(categories)}
+    lookup = np.fromiter((position.get(s, -1) for s in spellings), np.int64, len(spellings))
+    return lookup[codes]
 
 
 def signed_log(values: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
@@ -235,7 +255,7 @@ class TabularPreprocessor:
                 missing[:, [index[c] for c in self.indicator_columns_]].astype(np.float64)
             )
         for column, cats in zip(self.categorical_columns, self.categories_, strict=True):
-            codes = pd.Categorical(categorical_strings(frame[column]), categories=cats).codes
+            codes = category_codes(frame[column], cats)
             onehot = np.zeros((len(frame), len(cats)), dtype=np.float64)
             known = codes >= 0
             onehot[np.flatnonzero(known), codes[known]] = 1.0

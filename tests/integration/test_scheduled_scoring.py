@@ -223,7 +223,7 @@ def test_landing_folder_picks_complete_files_only(scoring_store, tmp_path, monke
     # a file that grows while it is read is not scored (and is retried later)
     path, root = landing / "batch_62.csv", tmp_path / "scored"
     ref = resolve_alias(Settings(), "champion")
-    read = pipeline.batch._score_frames
+    read = pipeline.batch._score_into
 
     def read_then_append(*args: Any) -> Any:
         frames = read(*args)
@@ -231,7 +231,7 @@ def test_landing_folder_picks_complete_files_only(scoring_store, tmp_path, monke
             out.write(path.read_text().splitlines()[1] + "\n")
         return frames
 
-    monkeypatch.setattr(pipeline.batch, "_score_frames", read_then_append)
+    monkeypatch.setattr(pipeline.batch, "_score_into", read_then_append)
     with pytest.raises(
         InputChangedError, match=r"batch_62\.csv: the file changed while it was read"
     ):
