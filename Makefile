@@ -36,7 +36,9 @@ unit: install
 integration: install
 	$(BIN)/pytest tests/integration
 
+## the report render test needs a headless browser: Debian's chromium (installed when missing)
 test: lint typecheck
+	bash .ci/install_chromium.sh
 	$(BIN)/pytest
 
 ## quality benchmark against PyOD (not part of the tests): see benchmarks/README.md

@@ -33,7 +33,7 @@ from flows._settings import Overrides, retry_transient, settings_for_run
 from pipeline.batch import FLAGGED_FILE, expand_inputs, score_file
 from pipeline.config import PROJECT_ROOT, ScoringSettings, Settings, redact
 from pipeline.detector import AnomalyDetector
-from pipeline.tracking import ModelRef, load_detector, resolve_alias
+from pipeline.tracking import ModelRef, load_detector, log_scoring_run, resolve_alias
 
 DEFAULT_BATCH = str(PROJECT_ROOT / "data" / "sample" / "batch.csv")
 # the tasks' time limits by default; each run applies its settings' values (with_options)
@@ -112,6 +112,14 @@ def load_model(tracking_uri: str, ref: ModelRef) -> str:
     """Load the model in the flow's process (checksums verified): a broken model fails early."""
     detector = cached_detector(tracking_uri, ref)
     return f"{ref.uri} (threshold {detector.threshold_:.4g})"
+
+
+@task(retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+def log_run(
+    settings: Settings, ref: ModelRef, run_date: str, manifests: list[dict[str, Any]]
+) -> str:
+    """Log this run's flag rate, drift and reports to MLflow (the scoring experiment)."""
+    return log_scoring_run(settings, ref, run_date, manifests)
 
 
 @task(
@@ -253,9 +261,25 @@ def score_flow(
         )
     manifests = [o.manifest for o in outcomes if o.manifest is not None]
     failures = [o for o in outcomes if o.error is not None]
+    fresh = [m for m in manifests if not m["skipped"]]
+    for manifest in fresh:
+        drift = manifest.get("drift") or {}
+        if drift.get("drifted"):
+            logger.warning("%s: %s", Path(manifest["input_path"]).name, drift.get("warning"))
+    mlflow_run = ""
+    if fresh:
+        try:
+            mlflow_run = log_run.with_options(**io_options)(settings, ref, partition, fresh)
+        except Exception as exc:  # the outputs are written; a tracking outage must not fail
+            logger.warning(
+                "the scoring run was not logged to MLflow (%s): %s",
+                redact(settings.tracking.resolved_uri()),
+                redact(str(exc)),
+            )
     seconds = (datetime.now(UTC) - started).total_seconds()
     create_markdown_artifact(
-        key="scoring-summary", markdown=_summary_markdown(ref, manifests, failures, seconds)
+        key="scoring-summary",
+        markdown=_summary_markdown(ref, manifests, failures, seconds, mlflow_run),
     )
     top = _top_anomalies(manifests)
     if top:
@@ -270,20 +294,41 @@ def score_flow(
     return manifests
 
 
+def _drift_cell(manifest: dict[str, Any]) -> str:
+    drift = manifest.get("drift")
+    if not drift:
+        return "n/a"
+    if drift.get("drifted"):
+        return f"**DRIFT** ({drift.get('worst_column')}, PSI {drift.get('max_psi', 0):.2f})"
+    return f"ok (max PSI {drift.get('max_psi', 0):.2f})"
+
+
 def _summary_markdown(
-    ref: ModelRef, manifests: list[dict[str, Any]], failures: list[FileOutcome], seconds: float
+    ref: ModelRef,
+    manifests: list[dict[str, Any]],
+    failures: list[FileOutcome],
+    seconds: float,
+    mlflow_run: str = "",
 ) -> str:
     lines = [
         f"## Scored with {ref.name} version {ref.version} (alias `{ref.alias}`)\n",
-        "| input | rows read | scored | flagged | rejected | model version | threshold | skipped |",
-        "|---|---|---|---|---|---|---|---|",
+        "| input | rows read | scored | flagged | flag rate | rejected | drift | threshold "
+        "| skipped | report |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in manifests:
+        scored = int(m["rows_scored"])
+        rate = m["rows_flagged"] / scored if scored else 0.0
+        report = Path(m["output_dir"]) / "report.html"
         lines.append(
-            f"| {Path(m['input_path']).name} | {m['rows_read']} | {m['rows_scored']} | "
-            f"{m['rows_flagged']} | {m['rows_rejected']} | {m['model_version']} | "
-            f"{m['threshold']:.4g} | {m['skipped']} |"
+            f"| {Path(m['input_path']).name} | {m['rows_read']} | {scored} | "
+            f"{m['rows_flagged']} | {rate:.2%} | {m['rows_rejected']} | {_drift_cell(m)} | "
+            f"{m['threshold']:.4g} | {m['skipped']} | `{report}` |"
         )
+    drifted = [m for m in manifests if (m.get("drift") or {}).get("drifted")]
+    if drifted:
+        lines.append("\n**Data drift:**\n")
+        lines += [f"- {Path(m['input_path']).name}: {m['drift']['warning']}" for m in drifted]
     fresh = [m for m in manifests if not m["skipped"]]
     lines.append(
         f"\nScored {len(fresh)} file(s) now: {sum(m['rows_read'] for m in fresh)} rows read, "
@@ -294,6 +339,8 @@ def _summary_markdown(
     if failures:
         lines.append(f"\n**{len(failures)} file(s) not scored:**\n")
         lines += [f"- `{o.path}`: {o.error}" for o in failures]
+    if mlflow_run:
+        lines.append(f"\nMLflow scoring run: `{mlflow_run}` (flag rate and PSI as metrics)")
     lines.append(f"\nDuration: {seconds:.1f} s")
     return "\n".join(lines)
 

@@ -2,9 +2,16 @@
 
 Layout: ``<output_root>/<run date>/<input stem>/`` holding ``scored.parquet`` (every scored
 row), ``flagged.csv`` (flagged rows, for people), ``rejected.csv`` (rows that could not be
-scored, with line and reason) and ``manifest.json`` (its presence marks the output complete).
+scored, with line and reason), ``report.html`` (the run's self-contained report: score
+histogram, flag rate against the expected one, top anomalies with reasons, per-column drift
+against the training data) and ``manifest.json`` (its presence marks the output complete).
+``<output_root>/monitoring.csv`` has one row per scored output (flag rate, drift), rebuilt
+from the manifests after every file.
 
-Atomicity: the four files are written into a staging folder
+Streaming: a file is read, scored and written chunk by chunk (``scoring.chunk_rows``), so
+memory does not grow with the file; see :func:`_score_into`.
+
+Atomicity: the files are written into a staging folder
 (``<output_root>/.staging/<stem>/<hex>/``; each file fsynced, the manifest last) and the
 staging folder is renamed into place, so ``<run date>/<stem>/`` either holds a complete output
 or does not exist. A crash leaves at most a staging folder, removed by the next run on a file
@@ -48,7 +55,9 @@ import pyarrow.parquet as pq
 
 from pipeline.checksums import sha256_file
 from pipeline.detector import SCORE_COLUMNS, AnomalyDetector
+from pipeline.drift import DriftAccumulator, DriftReport
 from pipeline.ingest import InputError, iter_scoring_chunks, record_lines, table_format
+from pipeline.report import ScoreHistogram, ScoringReportData, TopAnomalies, render_scoring_report
 from pipeline.tracking import ModelRef
 
 logger = logging.getLogger(__name__)
@@ -57,6 +66,9 @@ SCORED_FILE = "scored.parquet"
 FLAGGED_FILE = "flagged.csv"
 REJECTED_FILE = "rejected.csv"
 MANIFEST_FILE = "manifest.json"
+REPORT_FILE = "report.html"
+MONITORING_FILE = "monitoring.csv"
+TOP_IN_REPORT = 20
 INPUT_SUFFIXES = (".csv", ".parquet", ".pq")
 LOCK_DIR = ".locks"
 STAGING_DIR = ".staging"
@@ -206,6 +218,75 @@ def find_previous(
     return None
 
 
+MONITORING_COLUMNS = [
+    "run_date",
+    "input",
+    "finished_at",
+    "model_name",
+    "model_version",
+    "rows_scored",
+    "rows_flagged",
+    "rows_rejected",
+    "flag_rate",
+    "expected_flag_rate",
+    "drifted",
+    "max_psi",
+    "worst_column",
+    "output_dir",
+]
+
+
+def monitoring_table(output_root: Path) -> pd.DataFrame:
+    """One row per scored output under ``output_root`` (flag rate and drift), oldest first.
+
+    Built from the manifests, so it never misses or repeats a run, whatever crashed when.
+    """
+    rows = []
+    for date_dir in _date_dirs(output_root):
+        for manifest_path in sorted(date_dir.glob(f"*/{MANIFEST_FILE}")):
+            manifest = _read_manifest(manifest_path)
+            if manifest is None:
+                continue
+            drift = manifest.get("drift") or {}
+            scored = int(manifest.get("rows_scored", 0))
+            rows.append(
+                {
+                    "run_date": date_dir.name,
+                    "input": Path(str(manifest.get("input_path", ""))).name,
+                    "finished_at": manifest.get("finished_at", ""),
+                    "model_name": manifest.get("model_name", ""),
+                    "model_version": str(manifest.get("model_version", "")),
+                    "rows_scored": scored,
+                    "rows_flagged": int(manifest.get("rows_flagged", 0)),
+                    "rows_rejected": int(manifest.get("rows_rejected", 0)),
+                    "flag_rate": manifest.get(
+                        "flag_rate", manifest.get("rows_flagged", 0) / scored if scored else 0.0
+                    ),
+                    "expected_flag_rate": manifest.get("expected_flag_rate", float("nan")),
+                    "drifted": drift.get("drifted", ""),
+                    "max_psi": drift.get("max_psi", float("nan")),
+                    "worst_column": drift.get("worst_column", ""),
+                    "output_dir": str(manifest_path.parent),
+                }
+            )
+    table = pd.DataFrame(rows, columns=MONITORING_COLUMNS)
+    return table.sort_values(["finished_at", "input"], kind="stable").reset_index(drop=True)
+
+
+def write_monitoring(output_root: Path, lock_timeout_seconds: float = 600) -> Path:
+    """Rewrite ``<output_root>/monitoring.csv`` from the manifests (atomically, under a lock)."""
+    path = output_root / MONITORING_FILE
+    with input_lock(output_root, ".monitoring", lock_timeout_seconds):
+        table = monitoring_table(output_root)
+        partial = output_root / f".{MONITORING_FILE}.{uuid.uuid4().hex}"
+        try:
+            table.to_csv(partial, index=False)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    return path
+
+
 def output_dir_for(output_root: Path, run_date: str, stem: str, input_sha256: str) -> Path:
     """``<root>/<date>/<stem>``, unless it holds the outputs of other input contents."""
     date_dir = output_root / run_date
@@ -263,6 +344,9 @@ class StreamedScores:
     rows_scored: int
     flagged: pd.DataFrame
     rejected: pd.DataFrame
+    histogram: ScoreHistogram
+    top: pd.DataFrame
+    drift: DriftReport
     warnings: list[str] = field(default_factory=list)
 
 
@@ -290,6 +374,10 @@ def _score_into(
     )
     writer: pq.ParquetWriter | None = None
     out_schema: pa.Schema | None = None
+    # the report's aggregates, accumulated chunk by chunk (fixed memory)
+    histogram = ScoreHistogram.for_threshold(detector.reference_quantiles_, detector.threshold_)
+    top = TopAnomalies(n=TOP_IN_REPORT)
+    drift = DriftAccumulator(detector.drift_reference())
     flagged: list[pd.DataFrame] = []
     rejected: list[pd.DataFrame] = []
     bad: list[tuple[int, str, str]] = []
@@ -321,6 +409,10 @@ def _score_into(
                 writer = pq.ParquetWriter(scored_path, out_schema)
             writer.write_table(table.cast(out_schema))
             rows_scored += len(result.scored)
+            histogram.update(result.scored["anomaly_score"].to_numpy())
+            top.update(result.scored)
+            if result.accepted is not None:
+                drift.update(result.accepted)
             flagged.append(result.scored[result.scored["is_anomaly"] == 1])
             if len(result.rejected):
                 rejected.append(result.rejected)
@@ -360,6 +452,9 @@ def _score_into(
         rows_scored=rows_scored,
         flagged=all_flagged.sort_values("anomaly_score", ascending=False, kind="stable"),
         rejected=all_rejected.sort_values("line", kind="stable").reset_index(drop=True),
+        histogram=histogram,
+        top=top.frame(),
+        drift=drift.result(),
         warnings=warnings,
     )
 
@@ -428,11 +523,30 @@ def score_file(
                 "threshold": float(loaded.threshold_),
                 "started_at": started.isoformat(),
             }
-            manifest = _write_outputs(staging, out_dir, streamed, facts)
+            report = ScoringReportData(
+                input_name=str(input_path),
+                model_name=ref.name,
+                model_version=ref.version,
+                threshold=float(loaded.threshold_),
+                rows_read=streamed.rows_read,
+                rows_scored=streamed.rows_scored,
+                rows_rejected=rows_rejected,
+                rows_flagged=len(streamed.flagged),
+                expected_flag_rate=loaded.settings.threshold.contamination,
+                histogram=streamed.histogram,
+                top_anomalies=streamed.top,
+                drift=streamed.drift,
+                warnings=streamed.warnings,
+                details={"run date": run_date, "model run id": ref.run_id, "sha256": digest},
+            )
+            manifest = _write_outputs(staging, out_dir, streamed, facts, report)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):  # not empty: leftovers of a crash, for the next run
                 staging.parent.rmdir()
+    write_monitoring(output_root, lock_timeout_seconds)
+    if manifest["drift"]["drifted"]:
+        logger.warning("%s: %s", input_path, manifest["drift"]["warning"])
     logger.info(
         "%s: %d rows read, %d scored, %d flagged, %d rejected -> %s",
         input_path,
@@ -451,7 +565,11 @@ def score_file(
 
 
 def _write_outputs(
-    staging: Path, out_dir: Path, streamed: StreamedScores, facts: dict[str, Any]
+    staging: Path,
+    out_dir: Path,
+    streamed: StreamedScores,
+    facts: dict[str, Any],
+    report: ScoringReportData,
 ) -> dict[str, Any]:
     """Write the other files next to ``scored.parquet`` in ``staging``, manifest last, and
     rename ``staging`` to ``out_dir``."""
@@ -464,12 +582,28 @@ def _write_outputs(
         REJECTED_FILE: _write_synced(
             staging / REJECTED_FILE, lambda p: rejected.to_csv(p, index=False)
         ),
+        REPORT_FILE: _write_synced(
+            staging / REPORT_FILE,
+            lambda p: p.write_text(render_scoring_report(report), encoding="utf-8"),
+        ),
     }
+    drift = streamed.drift
+    worst = drift.worst[0] if drift.worst else None
     manifest = {
         **facts,
         "finished_at": datetime.now(UTC).isoformat(),
         "outputs": outputs,
         "warnings": streamed.warnings,
+        "flag_rate": report.flag_rate,
+        "expected_flag_rate": report.expected_flag_rate,
+        "flag_rate_warning": report.flag_rate_warning,
+        "drift": {
+            "drifted": drift.drifted,
+            "warning": drift.warning,
+            "max_psi": max((c.psi for c in drift.columns), default=0.0),
+            "worst_column": worst.column if worst else "",
+            "psi": {c.column: c.psi for c in drift.columns},
+        },
     }
     _write_synced(staging / MANIFEST_FILE, lambda p: p.write_text(json.dumps(manifest, indent=1)))
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ import torch
 
 from pipeline.checksums import verify_checksums, write_checksums
 from pipeline.config import Settings
+from pipeline.drift import DriftReference
 from pipeline.preprocess import TabularPreprocessor
 from pipeline.schema import (
     SchemaError,
@@ -395,6 +396,15 @@ class AnomalyDetector:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """0 (normal) / 1 (anomaly) per row, against the fitted threshold."""
         return (self.score_samples(frame) > self.threshold_).astype(np.int8)
+
+    def drift_reference(self) -> DriftReference:
+        """Per-column bins of the held-out training rows, for drift monitoring (cached)."""
+        self._check_fitted()
+        cached: DriftReference | None = getattr(self, "_drift_reference", None)
+        if cached is None:
+            cached = DriftReference.fit(self.reference_frame_, self.schema_)
+            self._drift_reference = cached
+        return cached
 
     # -- persistence --------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:

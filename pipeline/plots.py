@@ -46,3 +46,103 @@ def score_histogram(
     ax.set_yscale("log")
     ax.legend()
     return fig
+
+
+# -- figures of the scoring and training reports (pipeline/report.py) --------------------------
+STATUS_COLOURS = {"ok": "#4477aa", "warn": "#ee9922", "drift": "#cc3311"}
+
+
+def binned_score_histogram(
+    edges: np.ndarray,
+    counts: np.ndarray,
+    threshold: float,
+    title: str = "batch scores",
+    beyond: tuple[int, int] = (0, 0),
+) -> Figure:
+    """An already-binned score histogram (log y) with the threshold marked.
+
+    ``beyond`` gives the rows below the first and above the last edge (counted in the outer
+    bins); when non-zero they are named in the legend.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 3.2), constrained_layout=True)
+    counts = np.asarray(counts, dtype=np.float64)
+    ax.hist(edges[:-1], bins=list(edges), weights=counts, color="#4477aa", log=bool(counts.sum()))
+    ax.axvline(threshold, color="#cc3311", linewidth=2, label=f"threshold {threshold:.4g}")
+    below, above = beyond
+    if above:
+        ax.plot([], [], " ", label=f"{above} rows beyond {edges[-1]:.3g} (in the last bin)")
+    if below:
+        ax.plot([], [], " ", label=f"{below} rows below {edges[0]:.3g} (in the first bin)")
+    total = int(counts.sum())
+    ax.set_title(f"{title}: {total} rows")
+    ax.set_xlabel("anomaly score")
+    ax.set_ylabel("rows")
+    if total:
+        ax.set_ylim(0.7, max(2.0, counts.max() * 1.5))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def psi_bars(
+    columns: list[str], psi: list[float], statuses: list[str], warn: float, drift: float
+) -> Figure:
+    """PSI per column (horizontal bars coloured by status) with the warn and drift lines."""
+    height = 1.2 + 0.28 * max(1, len(columns))
+    fig, ax = plt.subplots(figsize=(7.5, height), constrained_layout=True)
+    order = np.argsort(psi)
+    values = np.asarray(psi, dtype=np.float64)[order]
+    ax.barh(
+        [columns[i] for i in order],
+        values,
+        color=[STATUS_COLOURS.get(statuses[i], "#777777") for i in order],
+    )
+    ax.axvline(warn, color=STATUS_COLOURS["warn"], linestyle="--", label=f"warn {warn}")
+    ax.axvline(drift, color=STATUS_COLOURS["drift"], linestyle="--", label=f"drift {drift}")
+    if values.size and values.max() > 5 * drift:
+        ax.set_xscale("symlog", linthresh=drift)
+    ax.set_xlabel("population stability index (PSI)")
+    ax.set_title("drift per column, against the training data")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def column_error_bars(columns: list[str], errors: list[float]) -> Figure:
+    """Mean reconstruction error per source column (horizontal bars, largest on top)."""
+    height = 1.2 + 0.28 * max(1, len(columns))
+    fig, ax = plt.subplots(figsize=(7.5, height), constrained_layout=True)
+    order = np.argsort(errors)
+    ax.barh([columns[i] for i in order], np.asarray(errors)[order], color="#4477aa")
+    ax.set_xlabel("mean weighted squared error (validation rows)")
+    ax.set_title("reconstruction error per column")
+    return fig
+
+
+def latent_scatter(
+    coords: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    explained: tuple[float, float] = (np.nan, np.nan),
+) -> Figure:
+    """2-D view of latent means, coloured by anomaly score; rows above the threshold circled."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
+    order = np.argsort(scores)  # anomalous rows drawn last, on top
+    points = ax.scatter(
+        coords[order, 0], coords[order, 1], c=scores[order], s=8, cmap="viridis", alpha=0.8
+    )
+    flagged = scores > threshold
+    if flagged.any():
+        ax.scatter(
+            coords[flagged, 0],
+            coords[flagged, 1],
+            s=40,
+            facecolors="none",
+            edgecolors="#cc3311",
+            linewidths=1.0,
+            label=f"above the threshold ({int(flagged.sum())})",
+        )
+        ax.legend(fontsize=8, loc="best")
+    fig.colorbar(points, ax=ax, label="anomaly score")
+    ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of the variance)")
+    ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of the variance)")
+    ax.set_title("latent means of the validation rows (PCA)")
+    return fig

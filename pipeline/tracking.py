@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import tempfile
 import warnings
@@ -22,8 +23,10 @@ from mlflow.models import infer_signature
 
 from pipeline.config import PROJECT_ROOT, Settings, redact
 from pipeline.detector import AnomalyDetector
+from pipeline.report import render_training_report
 
 logger = logging.getLogger(__name__)
+TRAINING_REPORT = "reports/training_report.html"
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 CODE_PATHS = [str(PROJECT_ROOT / "vae"), str(PROJECT_ROOT / "pipeline")]
@@ -85,10 +88,10 @@ def configure(settings: Settings) -> str:
     return uri
 
 
-def ensure_experiment(settings: Settings) -> str:
+def ensure_experiment(settings: Settings, name: str | None = None) -> str:
     """The experiment id; a new experiment on a SQLite store keeps artifacts beside the DB."""
     uri = configure(settings)
-    name = settings.tracking.experiment
+    name = name or settings.tracking.experiment
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
@@ -164,6 +167,15 @@ def log_training_run(
             }
         )
         _log_figures(detector)
+        mlflow.log_text(
+            render_training_report(
+                detector,
+                frame,
+                input_name=Path(data_path).name,
+                details={"data sha256": data_digest, "run id": run.info.run_id},
+            ),
+            TRAINING_REPORT,
+        )
         dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             frame, source=data_path, name=Path(data_path).name, digest=data_digest[:32]
         )
@@ -267,3 +279,66 @@ def _first_line(text: str) -> str:
 
 def describe(ref: ModelRef) -> dict[str, Any]:
     return {"model_name": ref.name, "model_version": ref.version, "model_run_id": ref.run_id}
+
+
+def scoring_experiment(settings: Settings) -> str:
+    """The experiment of scoring runs: ``<experiment>-scoring`` (training runs stay apart)."""
+    return f"{settings.tracking.experiment}-scoring"
+
+
+def log_scoring_run(
+    settings: Settings, ref: ModelRef, run_date: str, manifests: list[dict[str, Any]]
+) -> str:
+    """Log one scheduled scoring run: flag rate and drift as metrics, reports as artifacts.
+
+    One MLflow run per flow run, in :func:`scoring_experiment`, so that a creeping change
+    (flag rate, PSI per column) shows up across runs in MLflow's charts. Returns the run id.
+    """
+    experiment_id = ensure_experiment(settings, scoring_experiment(settings))
+    scored = sum(int(m["rows_scored"]) for m in manifests)
+    flagged = sum(int(m["rows_flagged"]) for m in manifests)
+    psi: dict[str, float] = {}
+    for manifest in manifests:
+        for column, value in (manifest.get("drift") or {}).get("psi", {}).items():
+            psi[column] = max(psi.get(column, 0.0), float(value))
+    with (
+        _quiet_mlflow(),
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{run_date}") as run,
+    ):
+        mlflow.set_tags(
+            {
+                "run_type": "scoring",
+                "model_name": ref.name,
+                "model_version": ref.version,
+                "model_alias": ref.alias,
+                "run_date": run_date,
+            }
+        )
+        mlflow.log_params({"files": len(manifests), "model_version": ref.version})
+        mlflow.log_metrics(
+            {
+                "rows_scored": scored,
+                "rows_flagged": flagged,
+                "rows_rejected": sum(int(m["rows_rejected"]) for m in manifests),
+                "flag_rate": flagged / scored if scored else 0.0,
+                "drifted_files": sum(
+                    bool((m.get("drift") or {}).get("drifted")) for m in manifests
+                ),
+                "max_psi": max(psi.values(), default=0.0),
+                **{f"psi.{_metric_name(c)}": v for c, v in psi.items()},
+            }
+        )
+        for manifest in manifests:
+            folder = Path(manifest["output_dir"])
+            for name in ("report.html", "manifest.json"):
+                if (folder / name).is_file():
+                    mlflow.log_artifact(str(folder / name), f"outputs/{folder.name}")
+        monitoring = Path(manifests[0]["output_dir"]).parents[1] / "monitoring.csv"
+        if monitoring.is_file():
+            mlflow.log_artifact(str(monitoring))
+    return str(run.info.run_id)
+
+
+def _metric_name(column: str) -> str:
+    """A column name as an MLflow metric key (letters, digits, _ - . / and spaces only)."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", column)[:200]

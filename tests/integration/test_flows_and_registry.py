@@ -17,7 +17,7 @@ from flows.train import train_flow
 from pipeline.batch import MANIFEST_FILE
 from pipeline.config import Settings
 from pipeline.detector import SCORE_COLUMNS
-from pipeline.tracking import RegistryError, load_detector, resolve_alias
+from pipeline.tracking import TRAINING_REPORT, RegistryError, load_detector, resolve_alias
 from tests.integration.conftest import aliases
 
 
@@ -37,6 +37,10 @@ def test_train_registers_versions_and_aliases(mlflow_store, small_train_csv):
     history = client.get_metric_history(first["model_run_id"], "val_loss")
     assert len(history) == first["epochs"]
     assert run.inputs.dataset_inputs[0].dataset.digest
+    # the training report: one self-contained HTML artifact with its figures
+    report = mlflow.artifacts.load_text(f"runs:/{first['model_run_id']}/{TRAINING_REPORT}")
+    assert report.count('src="data:image/png;base64,') >= 4 and "https://" not in report
+    assert "latent" in report.lower()
 
 
 def test_score_flow_by_alias_writes_outputs_and_skips_reruns(
@@ -50,6 +54,7 @@ def test_score_flow_by_alias_writes_outputs_and_skips_reruns(
         "flagged.csv",
         "manifest.json",
         "rejected.csv",
+        "report.html",
         "scored.parquet",
     ]
     saved = json.loads((out_dir / MANIFEST_FILE).read_text())

@@ -108,10 +108,9 @@ def test_landing_folder_is_scored_once_per_model_version(scoring_store, tmp_path
     summary = artifacts["scoring-summary"].data
     assert "vae-anomaly version 1" in summary and "Duration:" in summary
     first = manifests[0]
-    assert (
-        f"| batch_31.csv | 150 | 149 | {first['rows_flagged']} | 1 | 1 | {first['threshold']:.4g} |"
-        in summary
-    )
+    rate = first["rows_flagged"] / 149
+    assert f"| batch_31.csv | 150 | 149 | {first['rows_flagged']} | {rate:.2%} | 1 | " in summary
+    assert f"| {first['threshold']:.4g} | False | `{first['output_dir']}/report.html` |" in summary
     top = artifacts["top-anomalies"].data
     top_rows = json.loads(top) if isinstance(top, str) else top
     assert 0 < len(top_rows) <= 20

@@ -1,0 +1,238 @@
+"""Self-contained HTML reports (pipeline/report.py): sections, figures, escaping, no URLs."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from generate_sample import make_table
+
+from pipeline.config import Settings
+from pipeline.detector import AnomalyDetector
+from pipeline.drift import DriftAccumulator, DriftReference, DriftReport
+from pipeline.report import (
+    ScoreHistogram,
+    ScoringReportData,
+    TopAnomalies,
+    render_scoring_report,
+    render_training_report,
+    training_diagnostics,
+)
+from pipeline.schema import infer_schema
+from tests.conftest import mixed_frame, quick_settings
+
+MALICIOUS = "<script>alert(1)</script>"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMAGE_SOURCE = re.compile(r'<img [^>]*src="([^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def drift_reports() -> tuple[DriftReport, DriftReport]:
+    """(not drifted, drifted) reports of the sample generator's tables."""
+    training = make_table(2000, seed=31, anomaly_rate=0.0)
+    reference = DriftReference.fit(training, infer_schema(training, Settings().data))
+    batch = make_table(1000, seed=32, anomaly_rate=0.0)
+    calm = DriftAccumulator(reference).update(batch).result()
+    batch["unit_price"] *= 100.0  # cents instead of dollars
+    drifted = DriftAccumulator(reference).update(batch).result()
+    assert not calm.drifted and drifted.drifted
+    return calm, drifted
+
+
+def scoring_data(drift: DriftReport | None, **changes: object) -> ScoringReportData:
+    rng = np.random.default_rng(0)
+    histogram = ScoreHistogram.for_threshold(rng.normal(size=2000), threshold=2.3)
+    histogram.update(rng.normal(size=10_000)).update(np.array([50.0, 80.0]))
+    top = pd.DataFrame(
+        {
+            "transaction_id": ["T1", "T2", MALICIOUS],
+            "anomaly_score": [80.0, 50.0, 9.5],
+            "score_percentile": [100.0, 100.0, 99.9],
+            "reasons": [
+                "amount=9800 (expected ~120, 45%), country=XX (expected US, 30%)",
+                f"currency={MALICIOUS} (expected USD, 90%)",
+                "hour=3 (expected ~14, 60%)",
+            ],
+        }
+    )
+    values: dict[str, object] = {
+        "input_name": "batch.csv",
+        "model_name": "vae-anomaly",
+        "model_version": "7",
+        "threshold": 2.3,
+        "rows_read": 10_010,
+        "rows_scored": 10_002,
+        "rows_rejected": 8,
+        "rows_flagged": 110,
+        "expected_flag_rate": 0.01,
+        "histogram": histogram,
+        "top_anomalies": top,
+        "drift": drift,
+        "warnings": [f"extra column {MALICIOUS} ignored"],
+        "generated_at": "2025-01-02 03:04 UTC",
+    }
+    values.update(changes)
+    return ScoringReportData(**values)  # type: ignore[arg-type]
+
+
+def image_sources(html: str) -> list[str]:
+    return IMAGE_SOURCE.findall(html)
+
+
+def assert_self_contained(html: str) -> None:
+    lowered = html.lower()
+    assert "http://" not in lowered and "https://" not in lowered
+    assert "<script" not in lowered  # no JavaScript at all
+    assert "<link" not in lowered and "@import" not in lowered and "url(" not in lowered
+    for source in image_sources(html):
+        assert source.startswith("data:image/png;base64,")
+        png = base64.b64decode(source.split(",", 1)[1], validate=True)
+        assert png.startswith(PNG_SIGNATURE)
+        assert b"http" not in png  # no URL hidden in the PNG metadata either
+
+
+def test_scoring_report_sections_and_figures(
+    drift_reports: tuple[DriftReport, DriftReport],
+) -> None:
+    html = render_scoring_report(scoring_data(drift_reports[1]))
+    for section in ("summary", "scores", "flag-rate", "top-anomalies", "drift"):
+        assert f'id="{section}"' in html
+    assert len(image_sources(html)) == 2  # score histogram, PSI per column
+    assert_self_contained(html)
+    assert "vae-anomaly version 7" in html and "batch.csv" in html
+    assert "2025-01-02 03:04 UTC" in html
+    # the drift table lists every column with its status
+    for column in drift_reports[1].columns:
+        assert f"<td>{column.column}</td>" in html
+    assert '<td class="status-drift">drift</td>' in html
+    assert 50_000 < len(html) < 500_000  # figures embedded, and small
+
+
+def test_drift_banner_only_when_drifted(drift_reports: tuple[DriftReport, DriftReport]) -> None:
+    calm, drifted = drift_reports
+    with_drift = render_scoring_report(scoring_data(drifted))
+    assert 'id="drift-warning"' in with_drift
+    banner = re.search(
+        r'<div class="banner banner-drift" id="drift-warning">(.*?)</div>', with_drift
+    )
+    assert banner and "unit_price" in banner.group(1)
+    # the banner comes before the figures
+    assert with_drift.index('id="drift-warning"') < with_drift.index('id="scores"')
+    # (no score histogram in these two: fewer figures to draw)
+    assert 'id="drift-warning"' not in render_scoring_report(scoring_data(calm, histogram=None))
+    no_drift_measured = render_scoring_report(scoring_data(None, histogram=None))
+    assert 'id="drift-warning"' not in no_drift_measured
+    assert "drift was not measured" in no_drift_measured
+
+
+def test_every_user_string_is_escaped(drift_reports: tuple[DriftReport, DriftReport]) -> None:
+    data = scoring_data(
+        drift_reports[0], input_name=f"in{MALICIOUS}.csv", details={MALICIOUS: MALICIOUS}
+    )
+    html = render_scoring_report(data)
+    assert MALICIOUS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # in the input name, the details, the id column, a reason and a warning: all escaped
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6
+    assert_self_contained(html)
+
+
+def test_flag_rate_banner(drift_reports: tuple[DriftReport, DriftReport]) -> None:
+    calm = drift_reports[0]
+    # 110 of 10002 flagged for 1% expected: fine
+    assert scoring_data(calm).flag_rate_warning == ""
+    assert 'id="flag-rate-warning"' not in render_scoring_report(scoring_data(calm))
+    # 4x, and 0.3x the expected share
+    assert "more than the expected 1.00%" in scoring_data(calm, rows_flagged=400).flag_rate_warning
+    fewer = scoring_data(calm, rows_flagged=30)
+    assert "fewer than the expected" in fewer.flag_rate_warning
+    assert 'id="flag-rate-warning"' in render_scoring_report(fewer)
+    # 3 of 100 rows: too few expected flags (1) to judge
+    small = scoring_data(calm, rows_read=100, rows_scored=100, rows_rejected=0, rows_flagged=3)
+    assert small.flag_rate_warning == ""
+
+
+def test_score_histogram_streams_and_counts_outliers_in_the_outer_bins() -> None:
+    rng = np.random.default_rng(1)
+    validation = rng.normal(size=500)
+    inside = rng.uniform(validation.min(), validation.max(), size=3000)
+    scores = np.concatenate([inside, [-100.0, 1e9, np.nan]])
+    whole = ScoreHistogram.for_threshold(validation, threshold=2.5).update(scores)
+    assert whole.edges[0] == validation.min() and whole.edges[-1] > validation.max()
+    assert whole.total == 3002  # NaN ignored, the two outliers counted
+    assert (whole.below, whole.above) == (1, 1)
+    assert whole.counts[0] >= 1 and whole.counts[-1] >= 1
+    chunked = ScoreHistogram.for_threshold(validation, threshold=2.5)
+    for part in np.array_split(scores, 7):
+        chunked.update(part)
+    assert np.array_equal(chunked.counts, whole.counts)
+    merged = ScoreHistogram(whole.edges).update(scores[:1000])
+    merged.merge(ScoreHistogram(whole.edges).update(scores[1000:]))
+    assert np.array_equal(merged.counts, whole.counts)
+    restored = ScoreHistogram.from_dict(whole.to_dict())
+    assert np.array_equal(restored.counts, whole.counts) and restored.above == 1
+
+
+def test_top_anomalies_keeps_the_highest_rows_across_chunks() -> None:
+    rng = np.random.default_rng(2)
+    scored = pd.DataFrame(
+        {
+            "record_id": [f"R{i}" for i in range(500)],
+            "anomaly_score": rng.normal(size=500),
+            "recon_error": 0.0,
+            "score_percentile": 50.0,
+            "reasons": "",
+        }
+    )
+    top = TopAnomalies(n=10)
+    for part in np.array_split(np.arange(500), 9):
+        top.update(scored.iloc[part])
+    expected = scored.nlargest(10, "anomaly_score")
+    kept = top.frame()
+    assert list(kept.columns) == ["record_id", "anomaly_score", "score_percentile", "reasons"]
+    assert kept["record_id"].tolist() == expected["record_id"].tolist()
+
+
+@pytest.fixture(scope="module")
+def detector() -> AnomalyDetector:
+    return AnomalyDetector(quick_settings()).fit(mixed_frame(400, seed=3))
+
+
+def test_training_report_renders_with_its_figures(detector: AnomalyDetector) -> None:
+    frame = mixed_frame(400, seed=3)
+    html = render_training_report(
+        detector, frame, input_name="train.csv", model_version="2", details={"run id": "abc"}
+    )
+    for section in ("summary", "loss", "column-errors", "latent", "validation-scores", "data"):
+        assert f'id="{section}"' in html
+    # loss curves, per-column error, latent view, validation score histogram
+    assert len(image_sources(html)) == 4
+    assert_self_contained(html)
+    assert "vae-anomaly version 2" in html and "train.csv" in html and "run id" in html
+    assert len(html) < 600_000
+
+
+def test_training_diagnostics(detector: AnomalyDetector) -> None:
+    diagnostics = training_diagnostics(detector)
+    assert diagnostics is not None
+    assert list(diagnostics.column_errors) == detector.schema_.model_columns
+    assert all(v >= 0 and np.isfinite(v) for v in diagnostics.column_errors.values())
+    n = len(detector.reference_frame_)
+    assert diagnostics.rows == n and diagnostics.latent_coords.shape == (n, 2)
+    first, second = diagnostics.latent_explained
+    assert 0.0 <= second <= first <= 1.0 and first + second <= 1.0 + 1e-9
+    # the scores are the detector's own, for the same rows
+    assert np.allclose(np.sort(diagnostics.scores), np.sort(detector.validation_scores_))
+
+
+def test_training_report_without_validation_rows(detector: AnomalyDetector) -> None:
+    detector.reference_frame_, kept = pd.DataFrame(), detector.reference_frame_
+    try:
+        html = render_training_report(detector)
+    finally:
+        detector.reference_frame_ = kept
+    assert "kept no validation rows" in html
+    assert len(image_sources(html)) == 1  # the loss curves still
