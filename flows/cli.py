@@ -123,6 +123,11 @@ def _print_manifest(m: dict[str, Any], top: int) -> None:
         f"  rows read {m['rows_read']}, scored {m['rows_scored']}, flagged {m['rows_flagged']}, "
         f"rejected {m['rows_rejected']} (threshold {m['threshold']:.4g})\n  outputs: {out_dir}"
     )
+    drift = m.get("drift") or {}
+    if drift.get("drifted"):
+        typer.secho(f"  WARNING {drift['warning']}", fg=typer.colors.YELLOW)
+    if (out_dir / "report.html").is_file():
+        typer.echo(f"  report: {out_dir / 'report.html'}")
     flagged_path = out_dir / "flagged.csv"
     if top > 0 and m["rows_flagged"] and flagged_path.is_file():
         flagged = pd.read_csv(flagged_path, nrows=top)
@@ -226,6 +231,65 @@ def serve(
         )
         typer.echo(f"{deployment.flow_name}/{deployment.name}: {schedules}")
     serve_deployments(deployments, limit=limit)
+
+
+@app.command()
+def report(
+    output_root: Annotated[
+        Path | None, typer.Option(help="root of the scoring outputs (default: scoring.output_root)")
+    ] = None,
+    last: Annotated[int, typer.Option(help="how many of the latest scored files to list")] = 20,
+    training: Annotated[
+        Path | None,
+        typer.Option(help="also write the training report of the alias's model to this file"),
+    ] = None,
+    alias: Annotated[str | None, typer.Option(help="registry alias (default: champion)")] = None,
+) -> None:
+    """Flag rate and drift across scoring runs (monitoring table), and the report files."""
+    import pandas as pd
+
+    from pipeline.batch import MONITORING_FILE, write_monitoring
+    from pipeline.config import Settings
+
+    settings = Settings()
+    root = output_root or settings.scoring.output_root
+    if training is not None:
+        from pipeline.report import render_training_report
+        from pipeline.tracking import RegistryError, load_detector, resolve_alias
+
+        try:
+            ref = resolve_alias(settings, alias)
+            detector = load_detector(ref)
+        except RegistryError as exc:
+            _fail(str(exc))
+            return
+        training.parent.mkdir(parents=True, exist_ok=True)
+        training.write_text(
+            render_training_report(detector, model_name=ref.name, model_version=ref.version),
+            encoding="utf-8",
+        )
+        typer.echo(f"training report of {ref.name} version {ref.version}: {training}")
+    if not root.is_dir():
+        _fail(f"no scoring outputs under {root}: run `vae-anomaly score` first")
+        return
+    table = pd.read_csv(write_monitoring(root)).tail(last)
+    if table.empty:
+        typer.echo(f"no scored files under {root} yet")
+        return
+    shown = table.assign(
+        flag_rate=(100 * table["flag_rate"]).map("{:.2f}%".format),
+        expected=(100 * table["expected_flag_rate"]).map("{:.2f}%".format),
+        max_psi=table["max_psi"].map("{:.3f}".format),
+        drift=table["drifted"].map({True: "DRIFT", False: "ok"}).fillna("n/a"),
+    )
+    columns = ["run_date", "input", "model_version", "rows_scored", "rows_flagged"]
+    columns += ["flag_rate", "expected", "drift", "max_psi", "worst_column"]
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        typer.echo(shown[columns].to_string(index=False))
+    typer.echo(f"\nmonitoring table: {root / MONITORING_FILE}")
+    typer.echo("reports:")
+    for folder in table["output_dir"]:
+        typer.echo(f"  {Path(folder) / 'report.html'}")
 
 
 @app.command()

@@ -345,7 +345,17 @@ class AnomalyDetector:
         )
 
     def explain(self, rows: pd.DataFrame, x: np.ndarray | None = None) -> list[str]:
-        """Top source columns of each row's reconstruction error, with share and expected value."""
+        """Top source columns of each row's score, with their share and expected value.
+
+        The score is driven by one of its two terms (``max(z(recon_error), z(kl))``). When the
+        reconstruction term drives it, a column's share is its part of the reconstruction
+        error (precision-weighted squared error of its encoded features, one-hot groups summed
+        back to the column). When the KL term drives it (the latent code itself is unusual:
+        the encoder followed an extreme value instead of failing to reconstruct it), a
+        column's share is how much the KL falls when that column alone is set to its training
+        mean (a one-column occlusion). Expected values are the reconstruction in the column's
+        units (numeric) or the most likely category.
+        """
         self._check_fitted()
         pre = self.preprocessor_
         if x is None:
@@ -360,6 +370,9 @@ class AnomalyDetector:
         group = np.zeros((len(sources), len(columns)))
         group[np.arange(len(sources)), [position[s] for s in sources]] = 1.0
         per_column = error @ group  # (n, n_columns)
+        kl_driven = self._kl_driven(x)
+        if kl_driven.any():
+            per_column[kl_driven] = self._kl_occlusion(x[kl_driven], group)
         share = per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
         expected = pre.expected_values(recon)
         k = min(self.settings.scoring.top_reasons, len(columns))
@@ -378,6 +391,34 @@ class AnomalyDetector:
                 )
             texts.append(", ".join(parts))
         return texts
+
+    def _kl_driven(self, x: np.ndarray) -> np.ndarray:
+        """Rows whose score comes from the KL term rather than the reconstruction term."""
+        if self.settings.scoring.score == "sum" or len(x) == 0:
+            return np.zeros(len(x), dtype=bool)
+        terms = score_arrays(self.model_, x)
+        st = self.score_stats_
+        z_recon = (terms.recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
+        z_kl = (terms.kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
+        return np.asarray(self.settings.scoring.kl_weight * z_kl > z_recon)
+
+    def _kl_occlusion(self, x: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Per column: how much each row's KL falls when that column is set to its training
+        mean (encoded features of the held-out training rows), floored at 0."""
+        if getattr(self, "_feature_means", None) is None:
+            reference = check_scoring_frame(self.reference_frame_, self.schema_).accepted
+            encoded = self.preprocessor_.transform(reference)
+            self._feature_means = (
+                encoded.mean(axis=0) if len(encoded) else np.zeros(x.shape[1], np.float32)
+            )
+        base = score_arrays(self.model_, x).kl
+        drops = np.zeros((len(x), group.shape[1]))
+        for j in range(group.shape[1]):
+            features = group[:, j] > 0
+            occluded = x.copy()
+            occluded[:, features] = self._feature_means[features]
+            drops[:, j] = base - score_arrays(self.model_, occluded).kl
+        return np.maximum(drops, 0.0)
 
     def score_samples(self, frame: pd.DataFrame) -> np.ndarray:
         """Anomaly scores only, one per row; raises if any row would be rejected."""

@@ -12,7 +12,7 @@ runner = CliRunner()
 def test_help_lists_the_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("train", "score", "show"):
+    for command in ("train", "score", "promote", "serve", "report", "show"):
         assert command in result.output
 
 
@@ -27,7 +27,18 @@ def test_train_then_score_from_the_command_line(
     scored = runner.invoke(app, ["score", str(small_batch_csv), "--run-date", "2026-02-03"])
     assert scored.exit_code == 0, scored.output
     assert "rows read 400" in scored.output and "flagged" in scored.output
-    assert (tmp_path / "scored" / "2026-02-03" / "batch" / "manifest.json").is_file()
+    out_dir = tmp_path / "scored" / "2026-02-03" / "batch"
+    assert (out_dir / "manifest.json").is_file()
+    assert f"report: {out_dir / 'report.html'}" in scored.output
+
+    # the report command: the monitoring table across runs, and the training report
+    page = tmp_path / "training.html"
+    shown = runner.invoke(app, ["report", "--training", str(page)])
+    assert shown.exit_code == 0, shown.output
+    assert "2026-02-03" in shown.output and "batch.csv" in shown.output
+    assert str(out_dir / "report.html") in shown.output
+    assert "training report of vae-anomaly version 1" in shown.output
+    assert page.read_text().count('src="data:image/png;base64,') >= 4
 
 
 def test_clear_error_for_a_missing_file(mlflow_store, tmp_path):
