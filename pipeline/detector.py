@@ -44,7 +44,7 @@ from pipeline.schema import (
 )
 from pipeline.threshold import contamination_threshold, reference_quantiles, score_percentile
 from vae import VAE, EpochStats, TrainConfig, VAEConfig, default_architecture, fit_vae
-from vae.train import reconstruct, score_arrays
+from vae.train import kl_array, reconstruct, score_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +332,9 @@ class AnomalyDetector:
         out["reasons"] = ""
         flagged = np.flatnonzero(flags)
         if flagged.size:
-            out.loc[flagged, "reasons"] = self.explain(accepted.iloc[flagged], x[flagged])
+            out.loc[flagged, "reasons"] = self.explain(
+                accepted.iloc[flagged], x[flagged], (recon[flagged], kl[flagged])
+            )
         out["model_name"] = model_name or self.settings.tracking.registered_model
         out["model_version"] = str(model_version)
         out["threshold"] = cut
@@ -344,7 +346,12 @@ class AnomalyDetector:
             accepted=accepted,
         )
 
-    def explain(self, rows: pd.DataFrame, x: np.ndarray | None = None) -> list[str]:
+    def explain(
+        self,
+        rows: pd.DataFrame,
+        x: np.ndarray | None = None,
+        terms: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> list[str]:
         """Top source columns of each row's score, with their share and expected value.
 
         The score is driven by one of its two terms (``max(z(recon_error), z(kl))``). When the
@@ -354,7 +361,8 @@ class AnomalyDetector:
         the encoder followed an extreme value instead of failing to reconstruct it), a
         column's share is how much the KL falls when that column alone is set to its training
         mean (a one-column occlusion). Expected values are the reconstruction in the column's
-        units (numeric) or the most likely category.
+        units (numeric) or the most likely category. ``x`` (the encoded rows) and ``terms``
+        (their recon_error and kl) save recomputing them.
         """
         self._check_fitted()
         pre = self.preprocessor_
@@ -370,7 +378,7 @@ class AnomalyDetector:
         group = np.zeros((len(sources), len(columns)))
         group[np.arange(len(sources)), [position[s] for s in sources]] = 1.0
         per_column = error @ group  # (n, n_columns)
-        kl_driven = self._kl_driven(x)
+        kl_driven = self._kl_driven(x, terms)
         if kl_driven.any():
             per_column[kl_driven] = self._kl_occlusion(x[kl_driven], group)
         share = per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
@@ -392,14 +400,19 @@ class AnomalyDetector:
             texts.append(", ".join(parts))
         return texts
 
-    def _kl_driven(self, x: np.ndarray) -> np.ndarray:
+    def _kl_driven(
+        self, x: np.ndarray, terms: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
         """Rows whose score comes from the KL term rather than the reconstruction term."""
         if self.settings.scoring.score == "sum" or len(x) == 0:
             return np.zeros(len(x), dtype=bool)
-        terms = score_arrays(self.model_, x)
+        if terms is None:
+            computed = score_arrays(self.model_, x)
+            terms = (computed.recon, computed.kl)
+        recon, kl = terms
         st = self.score_stats_
-        z_recon = (terms.recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
-        z_kl = (terms.kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
+        z_recon = (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
+        z_kl = (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
         return np.asarray(self.settings.scoring.kl_weight * z_kl > z_recon)
 
     def _kl_occlusion(self, x: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -411,13 +424,13 @@ class AnomalyDetector:
             self._feature_means = (
                 encoded.mean(axis=0) if len(encoded) else np.zeros(x.shape[1], np.float32)
             )
-        base = score_arrays(self.model_, x).kl
+        base = kl_array(self.model_, x)
         drops = np.zeros((len(x), group.shape[1]))
         for j in range(group.shape[1]):
             features = group[:, j] > 0
             occluded = x.copy()
             occluded[:, features] = self._feature_means[features]
-            drops[:, j] = base - score_arrays(self.model_, occluded).kl
+            drops[:, j] = base - kl_array(self.model_, occluded)
         return np.maximum(drops, 0.0)
 
     def score_samples(self, frame: pd.DataFrame) -> np.ndarray:

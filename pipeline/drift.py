@@ -59,7 +59,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.preprocess import MISSING_CATEGORY, categorical_strings
+from pipeline.preprocess import MISSING_CATEGORY, categorical_strings, category_codes
 from pipeline.schema import TableSchema
 
 Kind = Literal["numeric", "categorical"]
@@ -140,9 +140,9 @@ class ColumnReference:
             )
             counts = np.bincount(positions, minlength=len(self.edges) + 1)
             return np.append(counts, missing.sum()).astype(np.int64)
-        text = categorical_strings(values)
-        missing = text == MISSING_CATEGORY
-        codes = pd.Categorical(text[~missing], categories=self.categories).codes.astype(np.int64)
+        # spelled as in training (pandas / pyarrow readings agree), once per distinct value
+        missing = values.isna().to_numpy()
+        codes = category_codes(values, self.categories)[~missing]
         codes[codes < 0] = len(self.categories)  # the other bin
         counts = np.bincount(codes, minlength=len(self.categories) + 1)
         return np.append(counts, missing.sum()).astype(np.int64)

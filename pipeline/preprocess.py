@@ -234,37 +234,41 @@ class TabularPreprocessor:
         return len(self.feature_sources)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Encode ``frame`` (already validated: numeric columns numeric) as float32."""
+        """Encode ``frame`` (already validated: numeric columns numeric) as float32.
+
+        Written block by block into one preallocated matrix (no stacking of float64 copies).
+        """
         self._check_fitted()
-        blocks: list[np.ndarray] = []
+        n = len(frame)
+        out = np.zeros((n, self.n_features), dtype=np.float32)
+        start = 0
         if self.numeric_columns:
+            k = len(self.numeric_columns)
             values = numeric_matrix(frame, self.numeric_columns)
             if self.log_columns_:
                 values = signed_log(
                     values, [self.numeric_columns.index(c) for c in self.log_columns_]
                 )
+            if not values.flags.writeable:  # a view of the frame's data: work on a copy
+                values = values.copy()
             missing = np.isnan(values)
-            values = np.where(missing, np.asarray(self.medians_), values)
+            np.copyto(values, np.asarray(self.medians_)[None, :].repeat(n, 0), where=missing)
             with np.errstate(over="ignore", invalid="ignore"):
-                scaled = (values - np.asarray(self.means_)) / np.asarray(self.scales_)
-            blocks.append(
-                np.clip(np.nan_to_num(scaled, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
-            )
+                values -= np.asarray(self.means_)
+                values /= np.asarray(self.scales_)
+            np.nan_to_num(values, copy=False, nan=0.0, posinf=CLIP, neginf=-CLIP)
+            np.clip(values, -CLIP, CLIP, out=values)
+            out[:, :k] = values
             index = {c: i for i, c in enumerate(self.numeric_columns)}
-            blocks.append(
-                missing[:, [index[c] for c in self.indicator_columns_]].astype(np.float64)
-            )
+            indicators = [index[c] for c in self.indicator_columns_]
+            out[:, k : k + len(indicators)] = missing[:, indicators]
+            start = k + len(indicators)
         for column, cats in zip(self.categorical_columns, self.categories_, strict=True):
             codes = category_codes(frame[column], cats)
-            onehot = np.zeros((len(frame), len(cats)), dtype=np.float64)
-            known = codes >= 0
-            onehot[np.flatnonzero(known), codes[known]] = 1.0
-            blocks.append(onehot)
-        return (
-            np.hstack(blocks).astype(np.float32)
-            if blocks
-            else np.empty((len(frame), 0), np.float32)
-        )
+            known = np.flatnonzero(codes >= 0)
+            out[known, start + codes[known]] = 1.0
+            start += len(cats)
+        return out
 
     def expected_values(self, recon: np.ndarray) -> dict[str, np.ndarray]:
         """Map decoder outputs ``(n, n_features)`` back to source units, per source column.

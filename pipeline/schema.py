@@ -209,21 +209,36 @@ def check_scoring_frame(
         if line_numbers is None
         else np.asarray(line_numbers, dtype=np.int64)
     )
-    reasons = np.full(len(frame), "", dtype=object)
     typed = frame[list(schema.roles)].copy()
+    problems: dict[int, str] = {}  # row position -> the first reason it cannot be scored
     for column in schema.numeric_columns:
         raw = frame[column]
         numbers = _to_float(raw)
         values = numbers.to_numpy()
-        not_a_number = (raw.notna() & numbers.isna()).to_numpy()
         infinite = np.isinf(values)
+        not_a_number = (
+            np.zeros(len(values), dtype=bool)
+            if raw.dtype == numbers.dtype
+            else (raw.notna() & numbers.isna()).to_numpy()
+        )
         for mask, what in ((not_a_number, "is not a number"), (infinite, "is infinite")):
-            for i in np.flatnonzero(mask & (reasons == "")):
-                reasons[i] = f"column {column!r}: value {_shown(raw.iloc[i])} {what}"
+            for i in np.flatnonzero(mask):  # few: only the rows that cannot be scored
+                problems.setdefault(
+                    int(i), f"column {column!r}: value {_shown(raw.iloc[i])} {what}"
+                )
         typed[column] = numbers
-    bad = reasons != ""
+    if not problems:  # the common case: no row rejected, no copy of the batch
+        rejected = frame.iloc[:0].copy()
+        rejected.insert(0, "reason", pd.Series(dtype=object))
+        rejected.insert(0, "line", pd.Series(dtype=np.int64))
+        return CheckedBatch(
+            accepted=typed, accepted_lines=lines, rejected=rejected, warnings=warnings
+        )
+    bad = np.zeros(len(frame), dtype=bool)
+    positions = np.fromiter(sorted(problems), dtype=np.int64, count=len(problems))
+    bad[positions] = True
     rejected = frame.loc[bad].copy()
-    rejected.insert(0, "reason", reasons[bad])
+    rejected.insert(0, "reason", [problems[int(i)] for i in positions])
     rejected.insert(0, "line", lines[bad])
     return CheckedBatch(
         accepted=typed.loc[~bad], accepted_lines=lines[~bad], rejected=rejected, warnings=warnings

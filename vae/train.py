@@ -273,6 +273,18 @@ def score_arrays(
     return Scores(recon=recon, kl=kl)
 
 
+def kl_array(model: VAE, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Per-record KL of the posterior from the prior: the encoder alone (no decoding)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = np.empty(x.shape[0], dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            mu, logvar = model.encode(_as_tensor(x[start : start + batch_size], device))
+            out[start : start + mu.shape[0]] = kl_divergence(mu, logvar).double().cpu().numpy()
+    return out
+
+
 def reconstruct(model: VAE, x: np.ndarray) -> np.ndarray:
     """The decoder mean for the latent mean of each row, shape ``(n, n_features)``."""
     device = next(model.parameters()).device
