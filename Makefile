@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test lint typecheck unit integration bench bench-quick lock clean
+.PHONY: install run test lint typecheck unit integration bench bench-quick bench-speed lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench: install
 bench-quick: install
 	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
 	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench --quick --out /tmp/adbench-quick
+
+## speed and memory benchmark against the I/O limit and PyOD (run on quiet cores: ~30 min)
+bench-speed: install
+	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
+	$(BIN)/python -m benchmarks.speed --data ../shared/datasets/adbench
 
 ## re-resolve and pin the dependency set (deliberate upgrades only)
 lock:

@@ -212,7 +212,8 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[ScoringChunk]:
         )
 
     try:
-        parquet = pq.ParquetFile(path)
+        # pre_buffer=False: the default keeps every row group read so far in memory
+        parquet = pq.ParquetFile(path, pre_buffer=False)
         start = 1
         yielded = False
         for batch in parquet.iter_batches(batch_size=chunk_rows):

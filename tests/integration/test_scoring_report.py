@@ -29,7 +29,9 @@ def _batch(folder: Path, name: str, seed: int, shift: bool = False) -> Path:
     return path
 
 
-def test_drift_is_reported_on_a_shifted_batch_only(scoring_store, tmp_path, caplog):
+def test_drift_is_reported_on_a_shifted_batch_only(scoring_store, tmp_path, caplog, monkeypatch):
+    # scoring runs of this test only (other tests score with the same session store)
+    monkeypatch.setenv("VAE_ANOMALY_TRACKING__EXPERIMENT", f"drift-{tmp_path.name}")
     landing = tmp_path / "landing"
     normal = _batch(landing, "normal", seed=21)
     [quiet] = score_flow(inputs=[str(normal)], run_date="2026-04-01")
