@@ -269,17 +269,25 @@ class AnomalyDetector:
         return z_recon + z_kl
 
     def _terms(
-        self, x: np.ndarray, mc_samples: int | None = None
+        self, frame: pd.DataFrame, mc_samples: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(score, recon_error, kl) of checked rows, encoded and scored batch by batch.
+
+        Each batch of ``scoring.batch_rows`` rows is encoded and fed to the model while it is
+        still in the CPU cache: the encoded matrix of a whole chunk is never built.
+        """
         mc = self.settings.scoring.mc_samples if mc_samples is None else mc_samples
-        terms = score_arrays(
-            self.model_,
-            x,
-            batch_size=self.settings.scoring.batch_rows,
-            mc_samples=mc,
-            seed=self.settings.training.seed,
-        )
-        return self._combine(terms.recon, terms.kl), terms.recon, terms.kl
+        step = self.settings.scoring.batch_rows
+        n = len(frame)
+        recon, kl = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
+        for start in range(0, n, step):
+            x = self.preprocessor_.transform(frame.iloc[start : start + step])
+            terms = score_arrays(
+                self.model_, x, batch_size=step, mc_samples=mc, seed=self.settings.training.seed
+            )
+            recon[start : start + len(x)] = terms.recon
+            kl[start : start + len(x)] = terms.kl
+        return self._combine(recon, kl), recon, kl
 
     def score(
         self,
@@ -311,15 +319,14 @@ class AnomalyDetector:
         for message in checked.warnings if log_warnings else []:
             logger.warning(message)
         accepted, lines, rejected = checked.accepted, checked.accepted_lines, checked.rejected
-        x = self.preprocessor_.transform(accepted)
-        scores, recon, kl = self._terms(x, mc_samples)
+        scores, recon, kl = self._terms(accepted, mc_samples)
         finite = np.isfinite(scores)
         if not finite.all():  # never a silent NaN: such a row is rejected with a reason
             unscorable = accepted.loc[~finite].copy()
             unscorable.insert(0, "reason", "the model's score is not finite for this row")
             unscorable.insert(0, "line", lines[~finite])
             rejected = pd.concat([rejected, unscorable], ignore_index=True).sort_values("line")
-            accepted, lines, x = accepted.loc[finite], lines[finite], x[finite]
+            accepted, lines = accepted.loc[finite], lines[finite]
             scores, recon, kl = scores[finite], recon[finite], kl[finite]
         cut = self.threshold_ if threshold is None else float(threshold)
         flags = (scores > cut).astype(np.int8)
@@ -333,7 +340,7 @@ class AnomalyDetector:
         flagged = np.flatnonzero(flags)
         if flagged.size:
             out.loc[flagged, "reasons"] = self.explain(
-                accepted.iloc[flagged], x[flagged], (recon[flagged], kl[flagged])
+                accepted.iloc[flagged], None, (recon[flagged], kl[flagged])
             )
         out["model_name"] = model_name or self.settings.tracking.registered_model
         out["model_version"] = str(model_version)
@@ -443,7 +450,7 @@ class AnomalyDetector:
                 f"{len(checked.rejected)} row(s) cannot be scored, first at line {first['line']}: "
                 f"{first['reason']}; use score() to get them as rejected rows"
             )
-        return self._terms(self.preprocessor_.transform(checked.accepted))[0]
+        return self._terms(checked.accepted)[0]
 
     decision_function = score_samples
 

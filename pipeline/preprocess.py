@@ -252,11 +252,14 @@ class TabularPreprocessor:
             if not values.flags.writeable:  # a view of the frame's data: work on a copy
                 values = values.copy()
             missing = np.isnan(values)
-            np.copyto(values, np.asarray(self.medians_)[None, :].repeat(n, 0), where=missing)
+            np.copyto(
+                values, np.broadcast_to(np.asarray(self.medians_), values.shape), where=missing
+            )
             with np.errstate(over="ignore", invalid="ignore"):
                 values -= np.asarray(self.means_)
                 values /= np.asarray(self.scales_)
-            np.nan_to_num(values, copy=False, nan=0.0, posinf=CLIP, neginf=-CLIP)
+            if not np.isfinite(values).all():  # overflow of extreme inputs (1e308)
+                np.nan_to_num(values, copy=False, nan=0.0, posinf=CLIP, neginf=-CLIP)
             np.clip(values, -CLIP, CLIP, out=values)
             out[:, :k] = values
             index = {c: i for i, c in enumerate(self.numeric_columns)}

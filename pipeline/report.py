@@ -555,7 +555,7 @@ def training_diagnostics(
     variance = singular**2
     share = variance / variance.sum() if variance.sum() > 0 else np.zeros_like(variance)
     explained = (float(share[0]), float(share[1]) if share.size > 1 else 0.0)
-    scores = detector._terms(x)[0]
+    scores = detector._terms(clean)[0]
     return TrainingDiagnostics(column_errors, coords, explained, scores, len(reference))
 
 
