@@ -280,8 +280,9 @@ class AnomalyDetector:
         step = self.settings.scoring.batch_rows
         n = len(frame)
         recon, kl = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
-        for start in range(0, n, step):
-            x = self.preprocessor_.transform(frame.iloc[start : start + step])
+        for start, x in zip(
+            range(0, n, step), self.preprocessor_.iter_transform(frame, step), strict=False
+        ):
             terms = score_arrays(
                 self.model_, x, batch_size=step, mc_samples=mc, seed=self.settings.training.seed
             )

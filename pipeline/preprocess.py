@@ -19,6 +19,7 @@ categories encode as all zeros (tolerated, not an error). Missing categoricals a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,16 +235,25 @@ class TabularPreprocessor:
         return len(self.feature_sources)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Encode ``frame`` (already validated: numeric columns numeric) as float32.
+        """Encode ``frame`` (already validated: numeric columns numeric) as float32."""
+        return next(self.iter_transform(frame, max(1, len(frame)), reuse=False))
 
-        Written block by block into one preallocated matrix (no stacking of float64 copies).
+    def iter_transform(
+        self, frame: pd.DataFrame, batch_rows: int, reuse: bool = True
+    ) -> Iterator[np.ndarray]:
+        """Encode ``frame`` in consecutive blocks of ``batch_rows`` rows (float32).
+
+        The numeric work and the category lookups are done once for the whole frame; each
+        block is then filled into one small buffer, which stays in the CPU cache. With
+        ``reuse`` the same buffer is yielded every time: use a block before asking for the
+        next one.
         """
         self._check_fitted()
         n = len(frame)
-        out = np.zeros((n, self.n_features), dtype=np.float32)
-        start = 0
-        if self.numeric_columns:
-            k = len(self.numeric_columns)
+        k = len(self.numeric_columns)
+        values = np.empty((n, 0))
+        flags = np.empty((n, 0), dtype=bool)
+        if k:
             values = numeric_matrix(frame, self.numeric_columns)
             if self.log_columns_:
                 values = signed_log(
@@ -261,17 +271,25 @@ class TabularPreprocessor:
             if not np.isfinite(values).all():  # overflow of extreme inputs (1e308)
                 np.nan_to_num(values, copy=False, nan=0.0, posinf=CLIP, neginf=-CLIP)
             np.clip(values, -CLIP, CLIP, out=values)
-            out[:, :k] = values
             index = {c: i for i, c in enumerate(self.numeric_columns)}
-            indicators = [index[c] for c in self.indicator_columns_]
-            out[:, k : k + len(indicators)] = missing[:, indicators]
-            start = k + len(indicators)
+            flags = missing[:, [index[c] for c in self.indicator_columns_]]
+        offset = k + flags.shape[1]
+        onehots = []  # (first feature of the column, category code per row; -1: none)
         for column, cats in zip(self.categorical_columns, self.categories_, strict=True):
-            codes = category_codes(frame[column], cats)
-            known = np.flatnonzero(codes >= 0)
-            out[known, start + codes[known]] = 1.0
-            start += len(cats)
-        return out
+            onehots.append((offset, category_codes(frame[column], cats)))
+            offset += len(cats)
+        buffer = np.empty((min(batch_rows, n), self.n_features), dtype=np.float32)
+        for start in range(0, max(n, 1), batch_rows):
+            stop = min(start + batch_rows, n)
+            out = buffer[: stop - start] if reuse else np.empty_like(buffer[: stop - start])
+            out.fill(0.0)
+            out[:, :k] = values[start:stop]
+            out[:, k : k + flags.shape[1]] = flags[start:stop]
+            for first, codes in onehots:
+                part = codes[start:stop]
+                known = np.flatnonzero(part >= 0)
+                out[known, first + part[known]] = 1.0
+            yield out
 
     def expected_values(self, recon: np.ndarray) -> dict[str, np.ndarray]:
         """Map decoder outputs ``(n, n_features)`` back to source units, per source column.

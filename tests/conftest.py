@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "data"))
 from generate_sample import make_table  # noqa: E402
 
 from pipeline.config import Settings  # noqa: E402
+from pipeline.detector import AnomalyDetector  # noqa: E402
 
 
 def quick_settings(**overrides: dict) -> Settings:
@@ -58,6 +59,15 @@ def sample_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
         pd.read_csv(ROOT / "data" / "sample" / "train.csv"),
         pd.read_csv(ROOT / "data" / "sample" / "batch.csv"),
     )
+
+
+@pytest.fixture(scope="session")
+def sample_detector(sample_tables: tuple[pd.DataFrame, pd.DataFrame]) -> AnomalyDetector:
+    """The default detector (``Settings()``) fitted on the sample train table, once per session.
+
+    For tests that only score with it: they must not change it.
+    """
+    return AnomalyDetector(Settings()).fit(sample_tables[0])
 
 
 @pytest.fixture

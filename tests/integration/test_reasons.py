@@ -23,7 +23,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.config import Settings
 from pipeline.detector import AnomalyDetector
 
 MIN_TOP_REASON_SHARE = 0.80
@@ -33,10 +32,12 @@ NOT_MET = "the model attributes these rows to another column (see the module doc
 
 
 @pytest.fixture(scope="module")
-def scored_sample(sample_tables: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
-    """The sample batch with its scoring output, scored by a default detector fitted once."""
-    train, batch = sample_tables
-    result = AnomalyDetector(Settings()).fit(train).score(batch)
+def scored_sample(
+    sample_tables: tuple[pd.DataFrame, pd.DataFrame], sample_detector: AnomalyDetector
+) -> pd.DataFrame:
+    """The sample batch with its scoring output, scored by the session's default detector."""
+    batch = sample_tables[1]
+    result = sample_detector.score(batch)
     assert result.rejected.empty  # every sample row is scorable, so rows line up with batch
     labels = batch[["anomaly_kind", "anomaly_column"]].fillna("").reset_index(drop=True)
     return pd.concat([labels, result.scored[["is_anomaly", "reasons"]]], axis=1)

@@ -5,15 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from pipeline.config import Settings
-from pipeline.detector import AnomalyDetector
-
 COMBINATION_KINDS = ("currency_mismatch", "amount_mismatch")
 
 
-def test_sample_detection_quality(sample_tables):
-    train, batch = sample_tables
-    detector = AnomalyDetector(Settings()).fit(train)
+def test_sample_detection_quality(sample_tables, sample_detector):
+    batch, detector = sample_tables[1], sample_detector
     scores = detector.score(batch).scored["anomaly_score"].to_numpy()
     labels = batch["label"].to_numpy()
     assert roc_auc_score(labels, scores) >= 0.95
