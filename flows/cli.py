@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,14 @@ def main(
 ) -> None:
     # a served scheduled job logs its runs at INFO (they reach the Prefect UI); commands are quiet
     loud = verbose or ctx.invoked_subcommand == "serve"
+    # MLflow's advice for other kinds of models (type hints on predict, integer columns in a
+    # signature, ambiguous local dataset sources) is noise in this tool's output
+    for advice in (
+        r".*Add type hints to the `predict` method",
+        r".*Inferred schema contains integer column",
+        r".*The specified dataset source can be interpreted in multiple ways",
+    ):
+        warnings.filterwarnings("ignore", message=advice)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if loud else "WARNING")

@@ -30,7 +30,13 @@ from prefect.task_runners import TaskRunner
 from pydantic import SecretStr
 
 from flows._settings import Overrides, retry_transient, settings_for_run
-from pipeline.batch import FLAGGED_FILE, expand_inputs, score_file
+from pipeline.batch import (
+    FLAGGED_FILE,
+    OutputBusyError,
+    expand_inputs,
+    score_file,
+    write_monitoring,
+)
 from pipeline.config import PROJECT_ROOT, ScoringSettings, Settings, redact
 from pipeline.detector import AnomalyDetector
 from pipeline.tracking import ModelRef, load_detector, log_scoring_run, resolve_alias
@@ -114,7 +120,7 @@ def load_model(tracking_uri: str, ref: ModelRef) -> str:
     return f"{ref.uri} (threshold {detector.threshold_:.4g})"
 
 
-@task(retry_delay_seconds=[2, 5, 15], retry_condition_fn=retry_transient, cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE)
 def log_run(
     settings: Settings, ref: ModelRef, run_date: str, manifests: list[dict[str, Any]]
 ) -> str:
@@ -267,9 +273,16 @@ def score_flow(
         if drift.get("drifted"):
             logger.warning("%s: %s", Path(manifest["input_path"]).name, drift.get("warning"))
     mlflow_run = ""
-    if fresh:
+    if fresh:  # the monitoring table across runs, rebuilt from the manifests once per run
         try:
-            mlflow_run = log_run.with_options(**io_options)(settings, ref, partition, fresh)
+            write_monitoring(root, scoring.lock_timeout_seconds)
+        except (OSError, OutputBusyError) as exc:  # rebuilt complete by the next run
+            logger.warning("monitoring.csv not updated: %s", exc)
+        try:
+            # no retry: a retry after the MLflow run was created would log it twice
+            mlflow_run = log_run.with_options(
+                timeout_seconds=scoring.io_timeout_seconds, retries=0
+            )(settings, ref, partition, fresh)
         except Exception as exc:  # the outputs are written; a tracking outage must not fail
             logger.warning(
                 "the scoring run was not logged to MLflow (%s): %s",
@@ -299,8 +312,10 @@ def _drift_cell(manifest: dict[str, Any]) -> str:
     if not drift:
         return "n/a"
     if drift.get("drifted"):
-        return f"**DRIFT** ({drift.get('worst_column')}, PSI {drift.get('max_psi', 0):.2f})"
-    return f"ok (max PSI {drift.get('max_psi', 0):.2f})"
+        return f"**DRIFT** ({drift.get('worst_column')}, PSI {drift.get('max_psi') or 0:.2f})"
+    if drift.get("max_psi") is None:
+        return "not judged"
+    return f"ok (max PSI {drift['max_psi']:.2f})"
 
 
 def _summary_markdown(

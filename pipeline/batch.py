@@ -6,7 +6,7 @@ scored, with line and reason), ``report.html`` (the run's self-contained report:
 histogram, flag rate against the expected one, top anomalies with reasons, per-column drift
 against the training data) and ``manifest.json`` (its presence marks the output complete).
 ``<output_root>/monitoring.csv`` has one row per scored output (flag rate, drift), rebuilt
-from the manifests after every file.
+from the manifests by :func:`write_monitoring` (the scoring flow calls it once per run).
 
 Streaming: a file is read, scored and written chunk by chunk (``scoring.chunk_rows``), so
 memory does not grow with the file; see :func:`_score_into`.
@@ -236,6 +236,10 @@ MONITORING_COLUMNS = [
 ]
 
 
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def monitoring_table(output_root: Path) -> pd.DataFrame:
     """One row per scored output under ``output_root`` (flag rate and drift), oldest first.
 
@@ -264,7 +268,7 @@ def monitoring_table(output_root: Path) -> pd.DataFrame:
                     ),
                     "expected_flag_rate": manifest.get("expected_flag_rate", float("nan")),
                     "drifted": drift.get("drifted", ""),
-                    "max_psi": drift.get("max_psi", float("nan")),
+                    "max_psi": _number(drift.get("max_psi")),
                     "worst_column": drift.get("worst_column", ""),
                     "output_dir": str(manifest_path.parent),
                 }
@@ -346,7 +350,7 @@ class StreamedScores:
     rejected: pd.DataFrame
     histogram: ScoreHistogram
     top: pd.DataFrame
-    drift: DriftReport
+    drift: DriftReport | None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -377,7 +381,8 @@ def _score_into(
     # the report's aggregates, accumulated chunk by chunk (fixed memory)
     histogram = ScoreHistogram.for_threshold(detector.reference_quantiles_, detector.threshold_)
     top = TopAnomalies(n=TOP_IN_REPORT)
-    drift = DriftAccumulator(detector.drift_reference())
+    reference = detector.drift_reference()
+    drift = DriftAccumulator(reference) if reference is not None else None
     flagged: list[pd.DataFrame] = []
     rejected: list[pd.DataFrame] = []
     bad: list[tuple[int, str, str]] = []
@@ -410,8 +415,8 @@ def _score_into(
             writer.write_table(table.cast(out_schema))
             rows_scored += len(result.scored)
             histogram.update(result.scored["anomaly_score"].to_numpy())
-            top.update(result.scored)
-            if result.accepted is not None:
+            top.update(result.scored[result.scored["is_anomaly"] == 1])
+            if drift is not None and result.accepted is not None:
                 drift.update(result.accepted)
             flagged.append(result.scored[result.scored["is_anomaly"] == 1])
             if len(result.rejected):
@@ -454,7 +459,7 @@ def _score_into(
         rejected=all_rejected.sort_values("line", kind="stable").reset_index(drop=True),
         histogram=histogram,
         top=top.frame(),
-        drift=drift.result(),
+        drift=drift.result() if drift is not None else None,
         warnings=warnings,
     )
 
@@ -544,7 +549,6 @@ def score_file(
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):  # not empty: leftovers of a crash, for the next run
                 staging.parent.rmdir()
-    write_monitoring(output_root, lock_timeout_seconds)
     if manifest["drift"]["drifted"]:
         logger.warning("%s: %s", input_path, manifest["drift"]["warning"])
     logger.info(
@@ -561,6 +565,24 @@ def score_file(
         "manifest_path": str(out_dir / MANIFEST_FILE),
         "output_dir": str(out_dir),
         "skipped": False,
+    }
+
+
+def _drift_summary(drift: DriftReport | None) -> dict[str, Any]:
+    """The manifest's drift facts. PSI values are left out when the batch is too small to
+    judge (they are mostly sampling noise) or the model kept no training rows to compare."""
+    if drift is None:
+        note = "no drift reference: the model was saved without its held-out training rows"
+        return {"drifted": False, "warning": "", "note": note, "max_psi": None, "psi": {}}
+    worst = drift.worst[0] if drift.worst else None
+    judged = not drift.note
+    return {
+        "drifted": drift.drifted,
+        "warning": drift.warning,
+        "note": drift.note,
+        "max_psi": max((c.psi for c in drift.columns), default=0.0) if judged else None,
+        "worst_column": worst.column if worst else "",
+        "psi": {c.column: c.psi for c in drift.columns} if judged else {},
     }
 
 
@@ -587,8 +609,6 @@ def _write_outputs(
             lambda p: p.write_text(render_scoring_report(report), encoding="utf-8"),
         ),
     }
-    drift = streamed.drift
-    worst = drift.worst[0] if drift.worst else None
     manifest = {
         **facts,
         "finished_at": datetime.now(UTC).isoformat(),
@@ -597,13 +617,7 @@ def _write_outputs(
         "flag_rate": report.flag_rate,
         "expected_flag_rate": report.expected_flag_rate,
         "flag_rate_warning": report.flag_rate_warning,
-        "drift": {
-            "drifted": drift.drifted,
-            "warning": drift.warning,
-            "max_psi": max((c.psi for c in drift.columns), default=0.0),
-            "worst_column": worst.column if worst else "",
-            "psi": {c.column: c.psi for c in drift.columns},
-        },
+        "drift": _drift_summary(streamed.drift),
     }
     _write_synced(staging / MANIFEST_FILE, lambda p: p.write_text(json.dumps(manifest, indent=1)))
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -283,8 +283,14 @@ class AnomalyDetector:
         for start, x in zip(
             range(0, n, step), self.preprocessor_.iter_transform(frame, step), strict=False
         ):
+            # Monte Carlo noise: seeded per block (reproducible; with mc_samples > 0 a score
+            # depends on the row's position in its chunk, unlike the default deterministic one)
             terms = score_arrays(
-                self.model_, x, batch_size=step, mc_samples=mc, seed=self.settings.training.seed
+                self.model_,
+                x,
+                batch_size=step,
+                mc_samples=mc,
+                seed=self.settings.training.seed + start,
             )
             recon[start : start + len(x)] = terms.recon
             kl[start : start + len(x)] = terms.kl
@@ -427,11 +433,11 @@ class AnomalyDetector:
         """Per column: how much each row's KL falls when that column is set to its training
         mean (encoded features of the held-out training rows), floored at 0."""
         if getattr(self, "_feature_means", None) is None:
-            reference = check_scoring_frame(self.reference_frame_, self.schema_).accepted
-            encoded = self.preprocessor_.transform(reference)
-            self._feature_means = (
-                encoded.mean(axis=0) if len(encoded) else np.zeros(x.shape[1], np.float32)
-            )
+            if self.reference_frame_.empty:  # no kept training rows: the standardised mean
+                self._feature_means = np.zeros(x.shape[1], np.float32)
+            else:
+                reference = check_scoring_frame(self.reference_frame_, self.schema_).accepted
+                self._feature_means = self.preprocessor_.transform(reference).mean(axis=0)
         base = kl_array(self.model_, x)
         drops = np.zeros((len(x), group.shape[1]))
         for j in range(group.shape[1]):
@@ -459,9 +465,12 @@ class AnomalyDetector:
         """0 (normal) / 1 (anomaly) per row, against the fitted threshold."""
         return (self.score_samples(frame) > self.threshold_).astype(np.int8)
 
-    def drift_reference(self) -> DriftReference:
-        """Per-column bins of the held-out training rows, for drift monitoring (cached)."""
+    def drift_reference(self) -> DriftReference | None:
+        """Per-column bins of the held-out training rows, for drift monitoring (cached);
+        None for a model saved without those rows (``reference.parquet``)."""
         self._check_fitted()
+        if self.reference_frame_.empty:
+            return None
         cached: DriftReference | None = getattr(self, "_drift_reference", None)
         if cached is None:
             cached = DriftReference.fit(self.reference_frame_, self.schema_)

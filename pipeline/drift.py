@@ -36,7 +36,8 @@ Measures, per column:
   non-missing values, i.e. the largest absolute difference of the cumulative shares at the bin
   edges (a lower bound of the exact KS statistic, exact at the edges);
 - the missing rate in training and in the batch (text that is not a number and inf count as
-  missing in numeric columns, as in training);
+  missing in numeric columns, as in training; the scoring run feeds only the rows it scored,
+  so rows rejected for such values are not part of the batch's drift);
 - ``status``: ``drift`` when PSI >= 0.25, ``warn`` when PSI >= 0.1, else ``ok``.
 
 No false alarms on small batches. PSI of two samples from the same distribution is positive

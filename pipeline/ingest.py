@@ -106,9 +106,12 @@ def _numbers_and_text(values: pd.Series) -> pd.Series:
     """A numeric column with some text: numbers as floats, the other values as their text
     (the scoring checks reject those rows, showing the text). Each value gets the same
     representation whatever else its chunk holds, so chunking never changes an output."""
-    numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
-    mixed = numbers.astype(object)
-    text = numbers.isna() & values.notna()
+    stripped = values.astype("string").str.strip()
+    numbers = pd.to_numeric(stripped, errors="coerce")
+    mixed = numbers.astype("float64").astype(object)
+    # spellings of NaN that Arrow's parser reads as a (missing) number stay missing here too
+    not_a_number = stripped.str.lower().str.lstrip("+-").str.fullmatch(r"nan(\(.*\))?")
+    text = numbers.isna() & values.notna() & ~not_a_number.fillna(False).to_numpy(dtype=bool)
     mixed[text] = values[text].astype(object)
     mixed[values.isna()] = np.nan
     return mixed
@@ -178,7 +181,12 @@ def iter_scoring_chunks(
         except StopIteration:
             break
         except pa.ArrowInvalid as exc:
-            raise InputError(f"{path}: malformed CSV ({exc}); nothing was scored") from None
+            hint = (
+                "; a record is longer than the read block: raise scoring.chunk_rows"
+                if "straddl" in str(exc)
+                else ""
+            )
+            raise InputError(f"{path}: malformed CSV ({exc}){hint}; nothing was scored") from None
         known_bad += [number for number, _, _ in bad]
         reported, bad[:] = list(bad), []
         table = pa.Table.from_batches([batch])
@@ -205,6 +213,19 @@ def iter_scoring_chunks(
         yield ScoringChunk(empty, np.empty(0, dtype=np.int64), list(bad))
 
 
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
 def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[ScoringChunk]:
     def unreadable(exc: Exception) -> InputError:
         return InputError(
@@ -217,7 +238,9 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[ScoringChunk]:
         start = 1
         yielded = False
         for batch in parquet.iter_batches(batch_size=chunk_rows):
-            frame = pa.Table.from_batches([batch]).to_pandas()
+            # integers and booleans as pandas' nullable types: a chunk with a missing value
+            # keeps the column's type (not float64), so every chunk has the same types
+            frame = pa.Table.from_batches([batch]).to_pandas(types_mapper=_NULLABLE.get)
             yield ScoringChunk(frame, np.arange(start, start + len(frame), dtype=np.int64))
             start += len(frame)
             yielded = True

@@ -11,6 +11,9 @@ from matplotlib.figure import Figure
 
 from vae import EpochStats
 
+# column names and values are data, not TeX: "cost $x^$" must not be parsed as a formula
+matplotlib.rcParams["text.parse_math"] = False
+
 
 def loss_curves(history: list[EpochStats], best_epoch: int) -> Figure:
     """Train and validation loss, with the reconstruction and KL parts, per epoch."""

@@ -426,8 +426,10 @@ def _top_section(data: ScoringReportData) -> str:
         body.append(f"<tr>{''.join(cells)}</tr>")
     table = f"<table><thead><tr>{headers}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     note = (
-        f"The {len(top)} highest-scored rows; reasons name the columns that carry most of each "
-        "row's reconstruction error, with the value the model expected and the share of the error."
+        f"The {len(top)} highest-scored flagged rows; reasons name the columns that explain "
+        "each score most (the reconstruction error per column, or for rows flagged by the KL "
+        "term how much the KL falls when the column alone takes its training mean), with the "
+        "value the model expected and the column's share."
     )
     return (
         f'<section id="top-anomalies"><h2>Top anomalies</h2><p>{escape(note)}</p>{table}</section>'

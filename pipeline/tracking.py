@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import subprocess
@@ -340,5 +341,9 @@ def log_scoring_run(
 
 
 def _metric_name(column: str) -> str:
-    """A column name as an MLflow metric key (letters, digits, _ - . / and spaces only)."""
-    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", column)[:200]
+    """A column name as an MLflow metric key: letters, digits, ``_ - .`` only; a name that had
+    other characters gets a short hash of the original, so two columns never share a key."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", column)[:180]
+    if safe == column:
+        return safe
+    return f"{safe}-{hashlib.sha256(column.encode()).hexdigest()[:8]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ from pipeline.batch import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FI
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import iter_scoring_chunks
 from pipeline.tracking import ModelRef
-from tests.conftest import quick_settings
+from tests.conftest import mixed_frame, quick_settings
 
 REF = ModelRef(name="vae-anomaly", version="3", run_id="r1", alias="champion")
 WHOLE = 10**9  # rows per chunk: the whole file in one chunk
@@ -109,3 +110,55 @@ def test_every_chunk_has_the_same_column_types(tmp_path):
     assert all(c.frame["id"].str.startswith("0").all() for c in chunks)
     assert chunks[0].frame["x"].isna().all()  # the first chunk has no number at all
     assert sum(len(c.frame) for c in chunks) == 6000
+
+
+def test_integer_ids_with_gaps_keep_their_type_in_every_chunk(detector, tmp_path):
+    # a Parquet file from another writer (no pandas metadata): int64 ids, one missing in a
+    # later chunk; ids near 2**60 are not exact as float64
+    frame = make_table(3000, seed=14, anomaly_rate=0.05).drop(columns="transaction_id")
+    ids = pa.array([2**60 + i if i != 2100 else None for i in range(3000)], type=pa.int64())
+    table = pa.Table.from_pandas(frame, preserve_index=False).add_column(0, "order_id", ids)
+    path = tmp_path / "orders.parquet"
+    pq.write_table(table.replace_schema_metadata(None), path, row_group_size=500)
+    detector = AnomalyDetector(quick_settings(data={"id_columns": ["order_id"]})).fit(
+        make_table(1500, seed=11).drop(columns="transaction_id").assign(order_id=np.arange(1500))
+    )
+    whole = _score(detector, path, tmp_path / "whole", WHOLE)
+    chunked = _score(detector, path, tmp_path / "chunked", 128)
+    _same_outputs(whole, chunked)
+    scored = pq.read_table(chunked / SCORED_FILE)
+    assert scored.schema.field("order_id").type == pa.int64()
+    assert scored["order_id"].to_pylist() == ids.to_pylist()  # every id exact, in order
+
+
+def test_nan_spellings_are_missing_whatever_the_chunk_holds(detector, tmp_path):
+    frame = make_table(3000, seed=15, anomaly_rate=0.0)
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[100, "amount"] = "NAN"  # Arrow reads it as NaN: a missing value
+    frame.loc[2900, "amount"] = "abc"  # makes its chunk's column text
+    frame.loc[2901, "amount"] = " Nan"
+    path = tmp_path / "batch.csv"
+    frame.to_csv(path, index=False)
+    whole = _score(detector, path, tmp_path / "whole", WHOLE)
+    chunked = _score(detector, path, tmp_path / "chunked", 100)
+    _same_outputs(whole, chunked)
+    rejected = pd.read_csv(whole / REJECTED_FILE)
+    assert rejected["line"].tolist() == [2902]  # only 'abc'; the NaN spellings are missing
+
+
+def test_reports_without_a_drift_reference_small_batches_and_tex_like_names(tmp_path):
+    frame = mixed_frame(400).rename(columns={"x": "cost $x^$"})  # not TeX for matplotlib
+    detector = AnomalyDetector(quick_settings()).fit(frame)
+    small = tmp_path / "small.csv"
+    mixed_frame(20, seed=3).rename(columns={"x": "cost $x^$"}).to_csv(small, index=False)
+    manifest = _score(detector, small, tmp_path / "out", WHOLE)
+    assert manifest.joinpath("report.html").read_text().count("data:image/png;base64,") >= 2
+    facts = json.loads((manifest / MANIFEST_FILE).read_text())
+    # 20 rows: too few to judge drift, so no PSI is reported (it would be sampling noise)
+    assert facts["drift"]["drifted"] is False and facts["drift"]["max_psi"] is None
+    assert "too few" in facts["drift"]["note"]
+
+    detector.reference_frame_ = pd.DataFrame()  # a model saved without its held-out rows
+    manifest = _score(detector, small, tmp_path / "bare", WHOLE)
+    facts = json.loads((manifest / MANIFEST_FILE).read_text())
+    assert facts["rows_scored"] == 20 and "no drift reference" in facts["drift"]["note"]
