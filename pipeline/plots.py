@@ -11,8 +11,10 @@ from matplotlib.figure import Figure
 
 from vae import EpochStats
 
-# column names and values are data, not TeX: "cost $x^$" must not be parsed as a formula
-matplotlib.rcParams["text.parse_math"] = False
+
+def _literal(text: str) -> str:
+    """A data string (a column name) shown as is: "cost $x^$" is not a TeX formula."""
+    return text.replace("$", r"\$")
 
 
 def loss_curves(history: list[EpochStats], best_epoch: int) -> Figure:
@@ -95,7 +97,7 @@ def psi_bars(
     order = np.argsort(psi)
     values = np.asarray(psi, dtype=np.float64)[order]
     ax.barh(
-        [columns[i] for i in order],
+        [_literal(columns[i]) for i in order],
         values,
         color=[STATUS_COLOURS.get(statuses[i], "#777777") for i in order],
     )
@@ -114,7 +116,7 @@ def column_error_bars(columns: list[str], errors: list[float]) -> Figure:
     height = 1.2 + 0.28 * max(1, len(columns))
     fig, ax = plt.subplots(figsize=(7.5, height), constrained_layout=True)
     order = np.argsort(errors)
-    ax.barh([columns[i] for i in order], np.asarray(errors)[order], color="#4477aa")
+    ax.barh([_literal(columns[i]) for i in order], np.asarray(errors)[order], color="#4477aa")
     ax.set_xlabel("mean weighted squared error (validation rows)")
     ax.set_title("reconstruction error per column")
     return fig

@@ -15,6 +15,7 @@ from generate_sample import make_table
 from pipeline.batch import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FILE, score_file
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import iter_scoring_chunks
+from pipeline.report import render_training_report
 from pipeline.tracking import ModelRef
 from tests.conftest import mixed_frame, quick_settings
 
@@ -153,6 +154,7 @@ def test_reports_without_a_drift_reference_small_batches_and_tex_like_names(tmp_
     mixed_frame(20, seed=3).rename(columns={"x": "cost $x^$"}).to_csv(small, index=False)
     manifest = _score(detector, small, tmp_path / "out", WHOLE)
     assert manifest.joinpath("report.html").read_text().count("data:image/png;base64,") >= 2
+    assert render_training_report(detector).count("data:image/png;base64,") >= 4
     facts = json.loads((manifest / MANIFEST_FILE).read_text())
     # 20 rows: too few to judge drift, so no PSI is reported (it would be sampling noise)
     assert facts["drift"]["drifted"] is False and facts["drift"]["max_psi"] is None
