@@ -26,10 +26,10 @@ def main(
 ) -> None:
     # a served scheduled job logs its runs at INFO (they reach the Prefect UI); commands are quiet
     loud = verbose or ctx.invoked_subcommand == "serve"
-    # MLflow's advice for other kinds of models (type hints on predict, integer columns in a
-    # signature, ambiguous local dataset sources) is noise in this tool's output
+    # MLflow's advice for other kinds of models (integer columns in a signature, ambiguous local
+    # dataset sources) is noise in this tool's output. (Its "add type hints to predict" advice
+    # is raised under its own "once" filter and still shows.)
     for advice in (
-        r".*Add type hints to the `predict` method",
         r".*Inferred schema contains integer column",
         r".*The specified dataset source can be interpreted in multiple ways",
     ):
@@ -41,6 +41,8 @@ def main(
         level=logging.INFO if loud else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # what happens to each file (skipped, progress of long files, counts) is always shown
+    logging.getLogger("pipeline.batch").setLevel(logging.INFO)
 
 
 def _fail(message: str) -> None:

@@ -389,6 +389,10 @@ def _score_into(
     warnings: list[str] = []
     rows_read = rows_scored = 0
     started = last_log = time.monotonic()
+    total = 0  # rows in the file, when its metadata says (Parquet)
+    if table_format(input_path) == "parquet":
+        with contextlib.suppress(pa.ArrowInvalid, OSError):  # unreadable: the reader says so
+            total = pq.read_metadata(input_path).num_rows
     try:
         for chunk in chunks:
             bad += chunk.bad
@@ -421,13 +425,15 @@ def _score_into(
             flagged.append(result.scored[result.scored["is_anomaly"] == 1])
             if len(result.rejected):
                 rejected.append(result.rejected)
-            if time.monotonic() - last_log > 10:
+            if time.monotonic() - last_log > 10:  # progress of long files
                 last_log = time.monotonic()
                 logger.info(
-                    "%s: %d rows scored (%.0f rows/s)",
+                    "%s: %s rows read%s, %d flagged so far (%.0f rows/s)",
                     input_path,
-                    rows_scored,
-                    rows_scored / (last_log - started),
+                    f"{rows_read:,}",
+                    f" of {total:,}" if total else "",
+                    sum(len(f) for f in flagged),
+                    rows_read / (last_log - started),
                 )
     finally:
         if writer is not None:
