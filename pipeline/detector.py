@@ -258,12 +258,17 @@ class AnomalyDetector:
         return self
 
     # -- scoring ------------------------------------------------------------------------
-    def _combine(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
-        if self.settings.scoring.score == "sum":
-            return recon + kl
+    def _standardized(self, recon: np.ndarray, kl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``z(recon_error)`` and ``kl_weight * z(kl)``, with training-record statistics."""
         st = self.score_stats_
         z_recon = (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
         z_kl = self.settings.scoring.kl_weight * (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
+        return z_recon, z_kl
+
+    def _combine(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
+        if self.settings.scoring.score == "sum":
+            return recon + kl
+        z_recon, z_kl = self._standardized(recon, kl)
         if self.settings.scoring.score == "max":
             return np.maximum(z_recon, z_kl)
         return z_recon + z_kl
@@ -346,8 +351,9 @@ class AnomalyDetector:
         out["reasons"] = ""
         flagged = np.flatnonzero(flags)
         if flagged.size:
+            rows = accepted.iloc[flagged]  # checked already: encode, do not check again
             out.loc[flagged, "reasons"] = self.explain(
-                accepted.iloc[flagged], None, (recon[flagged], kl[flagged])
+                rows, self.preprocessor_.transform(rows), (recon[flagged], kl[flagged])
             )
         out["model_name"] = model_name or self.settings.tracking.registered_model
         out["model_version"] = str(model_version)
@@ -392,9 +398,12 @@ class AnomalyDetector:
         group = np.zeros((len(sources), len(columns)))
         group[np.arange(len(sources)), [position[s] for s in sources]] = 1.0
         per_column = error @ group  # (n, n_columns)
-        kl_driven = self._kl_driven(x, terms)
+        if terms is None:
+            computed = score_arrays(self.model_, x)
+            terms = (computed.recon, computed.kl)
+        kl_driven = self._kl_driven(*terms)
         if kl_driven.any():
-            per_column[kl_driven] = self._kl_occlusion(x[kl_driven], group)
+            per_column[kl_driven] = self._kl_occlusion(x[kl_driven], terms[1][kl_driven], group)
         share = per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
         expected = pre.expected_values(recon)
         k = min(self.settings.scoring.top_reasons, len(columns))
@@ -414,31 +423,22 @@ class AnomalyDetector:
             texts.append(", ".join(parts))
         return texts
 
-    def _kl_driven(
-        self, x: np.ndarray, terms: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> np.ndarray:
+    def _kl_driven(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
         """Rows whose score comes from the KL term rather than the reconstruction term."""
-        if self.settings.scoring.score == "sum" or len(x) == 0:
-            return np.zeros(len(x), dtype=bool)
-        if terms is None:
-            computed = score_arrays(self.model_, x)
-            terms = (computed.recon, computed.kl)
-        recon, kl = terms
-        st = self.score_stats_
-        z_recon = (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
-        z_kl = (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
-        return np.asarray(self.settings.scoring.kl_weight * z_kl > z_recon)
+        if self.settings.scoring.score == "sum":
+            return np.zeros(len(recon), dtype=bool)
+        z_recon, z_kl = self._standardized(recon, kl)
+        return np.asarray(z_kl > z_recon)
 
-    def _kl_occlusion(self, x: np.ndarray, group: np.ndarray) -> np.ndarray:
-        """Per column: how much each row's KL falls when that column is set to its training
-        mean (encoded features of the held-out training rows), floored at 0."""
+    def _kl_occlusion(self, x: np.ndarray, base: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Per column: how much each row's KL (``base``) falls when that column is set to its
+        training mean (encoded features of the held-out training rows), floored at 0."""
         if getattr(self, "_feature_means", None) is None:
             if self.reference_frame_.empty:  # no kept training rows: the standardised mean
                 self._feature_means = np.zeros(x.shape[1], np.float32)
             else:
                 reference = check_scoring_frame(self.reference_frame_, self.schema_).accepted
                 self._feature_means = self.preprocessor_.transform(reference).mean(axis=0)
-        base = kl_array(self.model_, x)
         drops = np.zeros((len(x), group.shape[1]))
         for j in range(group.shape[1]):
             features = group[:, j] > 0
