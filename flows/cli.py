@@ -127,6 +127,8 @@ def score(
 def _print_manifest(m: dict[str, Any], top: int) -> None:
     import pandas as pd
 
+    from pipeline.batch import REPORT_FILE
+
     out_dir = Path(m.get("output_dir") or Path(m["manifest_path"]).parent)
     state = "already scored, skipped" if m.get("skipped") else "scored"
     typer.echo(
@@ -137,8 +139,8 @@ def _print_manifest(m: dict[str, Any], top: int) -> None:
     drift = m.get("drift") or {}
     if drift.get("drifted"):
         typer.secho(f"  WARNING {drift['warning']}", fg=typer.colors.YELLOW)
-    if (out_dir / "report.html").is_file():
-        typer.echo(f"  report: {out_dir / 'report.html'}")
+    if (out_dir / REPORT_FILE).is_file():
+        typer.echo(f"  report: {out_dir / REPORT_FILE}")
     flagged_path = out_dir / "flagged.csv"
     if top > 0 and m["rows_flagged"] and flagged_path.is_file():
         flagged = pd.read_csv(flagged_path, nrows=top)
@@ -259,7 +261,7 @@ def report(
     """Flag rate and drift across scoring runs (monitoring table), and the report files."""
     import pandas as pd
 
-    from pipeline.batch import MONITORING_FILE, write_monitoring
+    from pipeline.batch import MONITORING_FILE, REPORT_FILE, write_monitoring
     from pipeline.config import Settings
 
     settings = Settings()
@@ -300,7 +302,7 @@ def report(
     typer.echo(f"\nmonitoring table: {root / MONITORING_FILE}")
     typer.echo("reports:")
     for folder in table["output_dir"]:
-        typer.echo(f"  {Path(folder) / 'report.html'}")
+        typer.echo(f"  {Path(folder) / REPORT_FILE}")
 
 
 @app.command()

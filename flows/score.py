@@ -32,6 +32,9 @@ from pydantic import SecretStr
 from flows._settings import Overrides, retry_transient, settings_for_run
 from pipeline.batch import (
     FLAGGED_FILE,
+    MANIFEST_FILE,
+    MONITORING_FILE,
+    REPORT_FILE,
     OutputBusyError,
     expand_inputs,
     score_file,
@@ -122,10 +125,16 @@ def load_model(tracking_uri: str, ref: ModelRef) -> str:
 
 @task(cache_policy=NO_CACHE)
 def log_run(
-    settings: Settings, ref: ModelRef, run_date: str, manifests: list[dict[str, Any]]
+    settings: Settings, ref: ModelRef, run_date: str, manifests: list[dict[str, Any]], root: Path
 ) -> str:
     """Log this run's flag rate, drift and reports to MLflow (the scoring experiment)."""
-    return log_scoring_run(settings, ref, run_date, manifests)
+    attachments = [(root / MONITORING_FILE, "")]
+    for manifest in manifests:
+        folder = Path(manifest["output_dir"])
+        attachments += [
+            (folder / name, f"outputs/{folder.name}") for name in (REPORT_FILE, MANIFEST_FILE)
+        ]
+    return log_scoring_run(settings, ref, run_date, manifests, attachments)
 
 
 @task(
@@ -282,7 +291,7 @@ def score_flow(
             # no retry: a retry after the MLflow run was created would log it twice
             mlflow_run = log_run.with_options(
                 timeout_seconds=scoring.io_timeout_seconds, retries=0
-            )(settings, ref, partition, fresh)
+            )(settings, ref, partition, fresh, root)
         except Exception as exc:  # the outputs are written; a tracking outage must not fail
             logger.warning(
                 "the scoring run was not logged to MLflow (%s): %s",
@@ -334,7 +343,7 @@ def _summary_markdown(
     for m in manifests:
         scored = int(m["rows_scored"])
         rate = m["rows_flagged"] / scored if scored else 0.0
-        report = Path(m["output_dir"]) / "report.html"
+        report = Path(m["output_dir"]) / REPORT_FILE
         lines.append(
             f"| {Path(m['input_path']).name} | {m['rows_read']} | {scored} | "
             f"{m['rows_flagged']} | {rate:.2%} | {m['rows_rejected']} | {_drift_cell(m)} | "

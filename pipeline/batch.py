@@ -380,7 +380,6 @@ def _score_into(
     out_schema: pa.Schema | None = None
     # the report's aggregates, accumulated chunk by chunk (fixed memory)
     histogram = ScoreHistogram.for_threshold(detector.reference_quantiles_, detector.threshold_)
-    top = TopAnomalies(n=TOP_IN_REPORT)
     reference = detector.drift_reference()
     drift = DriftAccumulator(reference) if reference is not None else None
     flagged: list[pd.DataFrame] = []
@@ -419,7 +418,6 @@ def _score_into(
             writer.write_table(table.cast(out_schema))
             rows_scored += len(result.scored)
             histogram.update(result.scored["anomaly_score"].to_numpy())
-            top.update(result.scored[result.scored["is_anomaly"] == 1])
             if drift is not None and result.accepted is not None:
                 drift.update(result.accepted)
             flagged.append(result.scored[result.scored["is_anomaly"] == 1])
@@ -438,10 +436,9 @@ def _score_into(
     finally:
         if writer is not None:
             writer.close()
+    no_rows = pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS])
     if writer is None:  # an empty file: an empty scored table with the output columns
-        pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS]).to_parquet(
-            scored_path, index=False
-        )
+        no_rows.to_parquet(scored_path, index=False)
     if bad:
         rejected.append(pd.DataFrame(bad, columns=["line", "reason", "raw_line"]))
     all_rejected = (
@@ -453,18 +450,16 @@ def _score_into(
         # record numbers -> physical lines (blank lines, quoted newlines): one streaming pass,
         # only when some row was rejected
         all_rejected["line"] = record_lines(input_path, all_rejected["line"].to_numpy())
-    all_flagged = (
-        pd.concat(flagged, ignore_index=True)
-        if flagged
-        else pd.DataFrame(columns=[*schema.id_columns, *SCORE_COLUMNS])
+    all_flagged = (pd.concat(flagged, ignore_index=True) if flagged else no_rows).sort_values(
+        "anomaly_score", ascending=False, kind="stable"
     )
     return StreamedScores(
         rows_read=rows_read,
         rows_scored=rows_scored,
-        flagged=all_flagged.sort_values("anomaly_score", ascending=False, kind="stable"),
+        flagged=all_flagged,
         rejected=all_rejected.sort_values("line", kind="stable").reset_index(drop=True),
         histogram=histogram,
-        top=top.frame(),
+        top=TopAnomalies(n=TOP_IN_REPORT).update(all_flagged).frame(),
         drift=drift.result() if drift is not None else None,
         warnings=warnings,
     )

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.preprocess import MISSING_CATEGORY, categorical_strings, category_codes
-from pipeline.schema import TableSchema
+from pipeline.schema import TableSchema, to_float
 
 Kind = Literal["numeric", "categorical"]
 Status = Literal["ok", "warn", "drift"]
@@ -80,11 +80,7 @@ def numeric_values(values: pd.Series) -> np.ndarray:
 
     The same reading as training's cleaning (``pipeline.schema.clean_training_frame``).
     """
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
-    else:
-        parsed = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
-        numbers = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+    numbers = to_float(values).to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     numbers[np.isinf(numbers)] = np.nan
     return numbers
 

@@ -145,7 +145,7 @@ def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFra
     out = frame[list(schema.roles)].copy()
     for column in schema.numeric_columns:
         raw = out[column]
-        numbers = _to_float(raw)
+        numbers = to_float(raw)
         bad_text = raw.notna() & numbers.isna()
         infinite = np.isinf(numbers.to_numpy())
         if bad_text.any() or infinite.any():
@@ -162,7 +162,8 @@ def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFra
     return out
 
 
-def _to_float(values: pd.Series) -> pd.Series:
+def to_float(values: pd.Series) -> pd.Series:
+    """A column as float64: numbers as they are, text parsed (stripped), the rest NaN."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype("float64")
     return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype("float64")
@@ -213,7 +214,7 @@ def check_scoring_frame(
     problems: dict[int, str] = {}  # row position -> the first reason it cannot be scored
     for column in schema.numeric_columns:
         raw = frame[column]
-        numbers = _to_float(raw)
+        numbers = to_float(raw)
         values = numbers.to_numpy()
         infinite = np.isinf(values)
         not_a_number = (

@@ -288,12 +288,18 @@ def scoring_experiment(settings: Settings) -> str:
 
 
 def log_scoring_run(
-    settings: Settings, ref: ModelRef, run_date: str, manifests: list[dict[str, Any]]
+    settings: Settings,
+    ref: ModelRef,
+    run_date: str,
+    manifests: list[dict[str, Any]],
+    attachments: list[tuple[Path, str]],
 ) -> str:
     """Log one scheduled scoring run: flag rate and drift as metrics, reports as artifacts.
 
     One MLflow run per flow run, in :func:`scoring_experiment`, so that a creeping change
-    (flag rate, PSI per column) shows up across runs in MLflow's charts. Returns the run id.
+    (flag rate, PSI per column) shows up across runs in MLflow's charts. ``attachments`` are
+    (file, artifact folder) pairs ("" for the run's root); missing files are skipped. Returns
+    the run id.
     """
     experiment_id = ensure_experiment(settings, scoring_experiment(settings))
     scored = sum(int(m["rows_scored"]) for m in manifests)
@@ -329,14 +335,9 @@ def log_scoring_run(
                 **{f"psi.{_metric_name(c)}": v for c, v in psi.items()},
             }
         )
-        for manifest in manifests:
-            folder = Path(manifest["output_dir"])
-            for name in ("report.html", "manifest.json"):
-                if (folder / name).is_file():
-                    mlflow.log_artifact(str(folder / name), f"outputs/{folder.name}")
-        monitoring = Path(manifests[0]["output_dir"]).parents[1] / "monitoring.csv"
-        if monitoring.is_file():
-            mlflow.log_artifact(str(monitoring))
+        for path, folder in attachments:
+            if path.is_file():
+                mlflow.log_artifact(str(path), folder or None)
     return str(run.info.run_id)
 
 
