@@ -7,7 +7,8 @@ range check: every value is normal on its own, only the combination is wrong.
 Label columns (ignored by training and scoring, used by tests and reports):
 - ``label``: 1 for a planted anomaly, else 0;
 - ``anomaly_kind``: the kind planted (empty for normal rows);
-- ``anomaly_column``: the column that was altered, where a single column was.
+- ``anomaly_column``: the column(s) altered, joined by ``+`` where more than one was
+  (``extreme_price`` rescales ``unit_price`` and, to keep it consistent, ``amount``).
 
 Usage::
 
@@ -95,7 +96,7 @@ def _plant(rng: np.random.Generator, frame: pd.DataFrame, kind: str, rows: np.nd
         frame.loc[idx, "amount"] = np.round(
             frame.loc[idx, "quantity"] * frame.loc[idx, "unit_price"], 2
         )
-        column = "unit_price"
+        column = "unit_price+amount"
     elif kind == "distance_spike":
         frame.loc[idx, "distance_km"] = np.round(rng.uniform(800.0, 9000.0, size=len(idx)), 1)
         column = "distance_km"
