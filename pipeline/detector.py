@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ from vae.train import kl_array, reconstruct, score_arrays
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# reasons: numeric values tried per column, and how close two columns' score falls must be to
+# count as equally good explanations (then the driving term's shares order them)
+REASON_QUANTILES = 13
+REASON_TIE = 0.15
 SCORE_COLUMNS = [
     "anomaly_score",
     "recon_error",
@@ -136,6 +141,22 @@ def _fmt(value: Any) -> str:
             return str(value)
         return f"{value:.4g}"
     return str(value)
+
+
+def _reason_order(falls: np.ndarray, driving: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Column positions of each row, best explanation first (see ``AnomalyDetector.explain``).
+
+    First the present columns whose score fall is within ``REASON_TIE`` of the best present
+    one, by their share of the driving term; then the other present columns by fall; then
+    the missing ones by fall.
+    """
+    present = np.where(missing, -np.inf, falls)
+    top = present.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    near = ~missing & (falls >= top - REASON_TIE * np.abs(top))
+    rank_group = np.where(near, 0, np.where(missing, 2, 1))
+    within = np.where(near, -driving, -falls)
+    return np.lexsort((within, rank_group), axis=1)
 
 
 def _runtime_settings(saved: Settings) -> Settings:
@@ -374,40 +395,44 @@ class AnomalyDetector:
     ) -> list[str]:
         """Top source columns of each row's score, with their share and expected value.
 
-        The score is driven by one of its two terms (``max(z(recon_error), z(kl))``). When the
-        reconstruction term drives it, a column's share is its part of the reconstruction
-        error (precision-weighted squared error of its encoded features, one-hot groups summed
-        back to the column). When the KL term drives it (the latent code itself is unusual:
-        the encoder followed an extreme value instead of failing to reconstruct it), a
-        column's share is how much the KL falls when that column alone is set to its training
-        mean (a one-column occlusion). Expected values are the reconstruction in the column's
-        units (numeric) or the most likely category. ``x`` (the encoded rows) and ``terms``
-        (their recon_error and kl) save recomputing them.
+        A column's weight is how much the row's score falls when that column alone takes its
+        most plausible value: each kept category, or each of ``REASON_QUANTILES`` training
+        quantiles of a numeric column, is tried in its place (a one-column counterfactual;
+        the fix of an ``amount`` that is not ``quantity x unit_price`` removes the whole
+        score, a change elsewhere does not). The share is the column's part of the summed
+        falls. Two columns whose falls are within ``REASON_TIE`` of the best one explain the
+        row about equally well (a wrong currency is fixed as well by changing the country);
+        among those, the one the score's driving term puts first comes first: its share of
+        the reconstruction error (precision-weighted squared error, one-hot groups summed
+        back to the column) when the reconstruction term drives the score, its share of the
+        KL fall when set to its training mean when the KL term does. Missing cells come after
+        present values: a missing value is named first only when no present value explains
+        the row. The expected value is the column's best change (the category or training
+        quantile that lowers the score most) where one lowers it, else the reconstruction in
+        the column's units (the most likely category).
+        ``x`` (the encoded rows) and ``terms`` (their recon_error and kl) save recomputing.
         """
         self._check_fitted()
         pre = self.preprocessor_
         if x is None:
             rows = check_scoring_frame(rows, self.schema_).accepted  # reasons for scorable rows
             x = pre.transform(rows)
-        recon = reconstruct(self.model_, x)
-        precision = self.model_.feature_precision().detach().cpu().numpy().astype(np.float64)
-        error = (x.astype(np.float64) - recon) ** 2 * precision  # (n, n_features)
         columns = self.schema_.model_columns
         sources = pre.feature_sources
         position = {c: i for i, c in enumerate(columns)}
         group = np.zeros((len(sources), len(columns)))
         group[np.arange(len(sources)), [position[s] for s in sources]] = 1.0
-        per_column = error @ group  # (n, n_columns)
-        if terms is None:
-            computed = score_arrays(self.model_, x)
-            terms = (computed.recon, computed.kl)
-        kl_driven = self._kl_driven(*terms)
-        if kl_driven.any():
-            per_column[kl_driven] = self._kl_occlusion(x[kl_driven], terms[1][kl_driven], group)
-        share = per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
-        expected = pre.expected_values(recon)
+        recon = reconstruct(self.model_, x)
+        driving = self._driving_term_weights(x, recon, group, terms)
+        falls, best = self._counterfactual_falls(x)
+        missing = rows[columns].isna().to_numpy()
+        order = _reason_order(falls, driving, missing)
+        positive = np.maximum(falls, 0.0)
+        total = positive.sum(axis=1, keepdims=True)
+        share = np.where(total > 0, positive / np.maximum(total, 1e-12), driving)
+        expected = self._expected_values(recon, falls, best)
         k = min(self.settings.scoring.top_reasons, len(columns))
-        top = np.argsort(-per_column, axis=1, kind="stable")[:, :k]
+        top = order[:, :k]
         # per-row Python is limited to formatting the reasons of the (few) flagged rows
         actual = {columns[j]: rows[columns[j]].to_numpy(dtype=object) for j in np.unique(top)}
         approx = {c: "~" if c in pre.numeric_columns else "" for c in columns}
@@ -422,6 +447,113 @@ class AnomalyDetector:
                 )
             texts.append(", ".join(parts))
         return texts
+
+    def _expected_values(
+        self, recon: np.ndarray, falls: np.ndarray, best: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Per column, in its units: the value of its best single change where that lowers the
+        score, else the reconstruction (numeric) or the most likely category."""
+        pre = self.preprocessor_
+        columns = self.schema_.model_columns
+        candidates = self._reason_candidates()
+        # the decoder output with each column replaced by its best change, mapped back
+        changed = recon.copy()
+        for j in range(len(columns)):
+            first = next(i for i, c in enumerate(candidates) if c[0] == j)
+            helps = falls[:, j] > 0
+            for i in np.unique(best[helps, j]):
+                _, features, values = candidates[first + i]
+                rows = helps & (best[:, j] == i)
+                changed[np.ix_(rows, features)] = values
+        return pre.expected_values(changed)
+
+    def _driving_term_weights(
+        self,
+        x: np.ndarray,
+        recon: np.ndarray,
+        group: np.ndarray,
+        terms: tuple[np.ndarray, np.ndarray] | None,
+    ) -> np.ndarray:
+        """Per column, its share of the term that drives each row's score (rows sum to 1).
+
+        Reconstruction-driven rows: the column's part of the precision-weighted squared error.
+        KL-driven rows (the encoder followed an extreme value instead of failing to
+        reconstruct it): how much the KL falls when the column alone is set to its training
+        mean.
+        """
+        precision = self.model_.feature_precision().detach().cpu().numpy().astype(np.float64)
+        per_column = ((x.astype(np.float64) - recon) ** 2 * precision) @ group  # (n, n_columns)
+        if terms is None:
+            computed = score_arrays(self.model_, x)
+            terms = (computed.recon, computed.kl)
+        kl_driven = self._kl_driven(*terms)
+        if kl_driven.any():
+            per_column[kl_driven] = self._kl_occlusion(x[kl_driven], terms[1][kl_driven], group)
+        return per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
+
+    def _reason_candidates(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(column position, encoded features, their values) of every one-column change tried.
+
+        Numeric columns: ``REASON_QUANTILES`` quantiles (2%..98%) of the standardised
+        training values (of a standard normal when no training rows were kept), with the
+        missing indicator off; categoricals: each kept category. Grouped by column, in order.
+        """
+        cached = getattr(self, "_candidates", None)
+        if cached is not None:
+            return cached
+        pre = self.preprocessor_
+        sources = np.asarray(pre.feature_sources)
+        levels = np.linspace(0.02, 0.98, REASON_QUANTILES)
+        reference = None
+        if not self.reference_frame_.empty and pre.numeric_columns:
+            kept = check_scoring_frame(self.reference_frame_, self.schema_).accepted
+            reference = pre.transform(kept)
+        normal = np.array([statistics.NormalDist().inv_cdf(q) for q in levels])
+        candidates: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for j, column in enumerate(self.schema_.model_columns):
+            features = np.flatnonzero(sources == column)
+            if column in pre.numeric_columns:
+                value = pre.numeric_columns.index(column)  # its feature; then its indicator
+                grid = normal if reference is None else np.quantile(reference[:, value], levels)
+                for level in np.unique(grid):
+                    values = np.zeros(len(features), np.float32)
+                    values[0] = level
+                    candidates.append((j, features, values))
+            else:
+                for k in range(len(features)):
+                    values = np.zeros(len(features), np.float32)
+                    values[k] = 1.0
+                    candidates.append((j, features, values))
+        self._candidates = candidates
+        return candidates
+
+    def _counterfactual_falls(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row and column: how much the (deterministic) score falls at the column's best
+        single change, and which of the column's candidates that is (its index among them)."""
+        candidates = self._reason_candidates()
+        n_columns = len(self.schema_.model_columns)
+        owner = np.array([c[0] for c in candidates])
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        falls = np.zeros((len(x), n_columns))
+        best = np.zeros((len(x), n_columns), dtype=np.int64)
+        base_terms = score_arrays(self.model_, x)
+        base = self._combine(base_terms.recon, base_terms.kl)
+        block = max(1, self.settings.scoring.batch_rows // max(1, len(candidates)))
+        for start in range(0, len(x), block):
+            rows = x[start : start + block]
+            trial = np.repeat(rows[None], len(candidates), axis=0)  # (candidates, rows, feats)
+            for i, (_, features, values) in enumerate(candidates):
+                trial[i][:, features] = values
+            terms = score_arrays(self.model_, trial.reshape(-1, x.shape[1]))
+            scores = self._combine(terms.recon, terms.kl).reshape(len(candidates), len(rows))
+            lowest = np.minimum.reduceat(scores, starts, axis=0)  # (columns, rows)
+            falls[start : start + len(rows), owner[starts]] = (
+                base[start : start + len(rows)] - lowest
+            ).T
+            for c, first in enumerate(starts):
+                last = starts[c + 1] if c + 1 < len(starts) else len(candidates)
+                best[start : start + len(rows), owner[first]] = scores[first:last].argmin(axis=0)
+        return falls, best
 
     def _kl_driven(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
         """Rows whose score comes from the KL term rather than the reconstruction term."""

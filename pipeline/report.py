@@ -427,9 +427,8 @@ def _top_section(data: ScoringReportData) -> str:
     table = f"<table><thead><tr>{headers}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     note = (
         f"The {len(top)} highest-scored flagged rows; reasons name the columns that explain "
-        "each score most (the reconstruction error per column, or for rows flagged by the KL "
-        "term how much the KL falls when the column alone takes its training mean), with the "
-        "value the model expected and the column's share."
+        "each score most: how much the score falls when the column alone takes its most "
+        "plausible value (shown as expected), and that fall's share of all such falls."
     )
     return (
         f'<section id="top-anomalies"><h2>Top anomalies</h2><p>{escape(note)}</p>{table}</section>'
@@ -670,7 +669,7 @@ def render_training_report(
             '<section id="column-errors"><h2>Reconstruction error per column</h2><p>'
             "Squared error of the encoded features, weighted by the decoder's precision and "
             f"summed per source column, mean over {diagnostics.rows} validation rows. A column "
-            "with a large error is one the model reconstructs poorly: it dominates the reasons."
+            "with a large error is one the model reconstructs poorly."
             f"</p>{errors}</section>"
         )
         latent = _figure(

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -149,3 +150,39 @@ def test_default_quality_on_global_outliers():
     )
     scores = detector.score_samples(frame[600:])
     assert roc_auc_score(y[600:], scores) >= 0.95
+
+
+def test_reason_order_ties_go_to_the_driving_term_and_missing_cells_come_last():
+    from pipeline.detector import _reason_order
+
+    falls = np.array(
+        [
+            [5.0, 4.6, 1.0, 0.0],  # columns 0 and 1 within 15%: the driving term's share decides
+            [5.0, 3.0, 1.0, 0.0],  # column 0 alone explains the row: first whatever the shares
+            [5.0, 3.0, 1.0, 0.0],  # column 0 is missing: the best present value comes first
+        ]
+    )
+    driving = np.array([[0.1, 0.7, 0.2, 0.0], [0.1, 0.7, 0.2, 0.0], [0.1, 0.7, 0.2, 0.0]])
+    missing = np.zeros_like(falls, dtype=bool)
+    missing[2, 0] = True
+    order = _reason_order(falls, driving, missing)
+    assert order[0].tolist() == [1, 0, 2, 3]
+    assert order[1].tolist() == [0, 1, 2, 3]
+    assert order[2].tolist() == [1, 2, 3, 0]
+
+
+def test_reasons_name_the_column_whose_change_restores_the_row(fitted, frame):
+    """y is 2x on every training row: a row whose y alone breaks that is explained by y first,
+    with an expected value other than its own, shares of at most 100%, in the contract's
+    format."""
+    rows = frame.dropna().head(3).reset_index(drop=True)
+    rows["x"] = [-1.0, 0.0, 1.0]
+    rows["y"] = [4.0, -4.0, -4.0]  # 2x would be -2, 0, 2
+    reasons = fitted.explain(rows)
+    pattern = r"(\w+)=(\S+) \(expected ~?([^,]+), (\d+)%\)"
+    for text in reasons:
+        parts = list(re.finditer(pattern, text))
+        assert len(parts) == 3 and ", ".join(p.group(0) for p in parts) == text, text
+        assert parts[0].group(1) == "y", text
+        assert sum(int(p.group(4)) for p in parts) <= 101, text
+        assert float(parts[0].group(3)) != float(parts[0].group(2)), text
