@@ -54,6 +54,7 @@ FORMAT_VERSION = 1
 # count as equally good explanations (then the driving term's shares order them)
 REASON_QUANTILES = 13
 REASON_TIE = 0.15
+REASON_SEARCH_COLUMNS = 6  # columns searched per row: those with the largest driving share
 SCORE_COLUMNS = [
     "anomaly_score",
     "recon_error",
@@ -424,7 +425,7 @@ class AnomalyDetector:
         group[np.arange(len(sources)), [position[s] for s in sources]] = 1.0
         recon = reconstruct(self.model_, x)
         driving = self._driving_term_weights(x, recon, group, terms)
-        falls, best = self._counterfactual_falls(x)
+        falls, best = self._counterfactual_falls(x, driving)
         missing = rows[columns].isna().to_numpy()
         order = _reason_order(falls, driving, missing)
         positive = np.maximum(falls, 0.0)
@@ -527,32 +528,51 @@ class AnomalyDetector:
         self._candidates = candidates
         return candidates
 
-    def _counterfactual_falls(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _counterfactual_falls(
+        self, x: np.ndarray, driving: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per row and column: how much the (deterministic) score falls at the column's best
-        single change, and which of the column's candidates that is (its index among them)."""
+        single change, and which of the column's candidates that is (its index among them).
+
+        Only the ``REASON_SEARCH_COLUMNS`` columns with the largest share of the driving term
+        are searched (their fall is ``-inf`` elsewhere): the cost per flagged row stays
+        bounded on wide tables.
+        """
         candidates = self._reason_candidates()
-        n_columns = len(self.schema_.model_columns)
+        n, n_columns = len(x), len(self.schema_.model_columns)
         owner = np.array([c[0] for c in candidates])
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        falls = np.zeros((len(x), n_columns))
-        best = np.zeros((len(x), n_columns), dtype=np.int64)
+        first = {j: int(np.flatnonzero(owner == j)[0]) for j in np.unique(owner)}
+        searched = np.zeros((n, n_columns), dtype=bool)
+        widest = np.argsort(-driving, axis=1, kind="stable")[:, :REASON_SEARCH_COLUMNS]
+        np.put_along_axis(searched, widest, True, axis=1)
+        lowest = np.full((n, n_columns), np.inf)
+        best = np.zeros((n, n_columns), dtype=np.int64)
+        per_column = np.bincount(owner, minlength=n_columns)
+        per_row = int(np.sort(per_column)[::-1][:REASON_SEARCH_COLUMNS].sum())
+        block = max(1, self.settings.scoring.batch_rows // max(1, per_row))
+        for start in range(0, n, block):
+            part = x[start : start + block]
+            wanted = searched[start : start + block]
+            trials, which = [], []
+            for i, (j, features, values) in enumerate(candidates):
+                rows = np.flatnonzero(wanted[:, j])
+                trial = part[rows]
+                trial[:, features] = values
+                trials.append(trial)
+                which.append((i, j, rows))
+            terms = score_arrays(self.model_, np.concatenate(trials))
+            scores = self._combine(terms.recon, terms.kl)
+            offset = 0
+            for i, j, rows in which:
+                got = scores[offset : offset + len(rows)]
+                offset += len(rows)
+                at = start + rows
+                better = got < lowest[at, j]
+                lowest[at[better], j] = got[better]
+                best[at[better], j] = i - first[j]
         base_terms = score_arrays(self.model_, x)
         base = self._combine(base_terms.recon, base_terms.kl)
-        block = max(1, self.settings.scoring.batch_rows // max(1, len(candidates)))
-        for start in range(0, len(x), block):
-            rows = x[start : start + block]
-            trial = np.repeat(rows[None], len(candidates), axis=0)  # (candidates, rows, feats)
-            for i, (_, features, values) in enumerate(candidates):
-                trial[i][:, features] = values
-            terms = score_arrays(self.model_, trial.reshape(-1, x.shape[1]))
-            scores = self._combine(terms.recon, terms.kl).reshape(len(candidates), len(rows))
-            lowest = np.minimum.reduceat(scores, starts, axis=0)  # (columns, rows)
-            falls[start : start + len(rows), owner[starts]] = (
-                base[start : start + len(rows)] - lowest
-            ).T
-            for c, first in enumerate(starts):
-                last = starts[c + 1] if c + 1 < len(starts) else len(candidates)
-                best[start : start + len(rows), owner[first]] = scores[first:last].argmin(axis=0)
+        falls = np.where(searched, base[:, None] - lowest, -np.inf)
         return falls, best
 
     def _kl_driven(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:

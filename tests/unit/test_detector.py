@@ -186,3 +186,20 @@ def test_reasons_name_the_column_whose_change_restores_the_row(fitted, frame):
         assert parts[0].group(1) == "y", text
         assert sum(int(p.group(4)) for p in parts) <= 101, text
         assert float(parts[0].group(3)) != float(parts[0].group(2)), text
+
+
+def test_reason_search_is_limited_to_the_columns_with_the_largest_driving_share(
+    fitted, frame, monkeypatch
+):
+    import pipeline.detector as detector_module
+
+    rows = frame.dropna().head(4).reset_index(drop=True)
+    x = fitted.preprocessor_.transform(rows)
+    n_columns = len(fitted.schema_.model_columns)
+    driving = np.tile(np.arange(n_columns, dtype=float), (len(rows), 1))  # last column largest
+    full, _ = fitted._counterfactual_falls(x, driving)
+    assert np.isfinite(full).all()  # 5 columns: all searched by default
+    monkeypatch.setattr(detector_module, "REASON_SEARCH_COLUMNS", 2)
+    limited, _ = fitted._counterfactual_falls(x, driving)
+    assert np.isneginf(limited[:, :-2]).all()
+    np.testing.assert_allclose(limited[:, -2:], full[:, -2:])
