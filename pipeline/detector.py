@@ -52,9 +52,10 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 # reasons: numeric values tried per column, and how close two columns' score falls must be to
 # count as equally good explanations (then the driving term's shares order them)
-REASON_QUANTILES = 13
+REASON_QUANTILES = 7
 REASON_TIE = 0.15
-REASON_SEARCH_COLUMNS = 6  # columns searched per row: those with the largest driving share
+REASON_WINDOW = 2048  # changed copies scored per forward pass (fixed shape)
+REASON_SEARCH_COLUMNS = 4  # columns searched per row: those with the largest driving share
 SCORE_COLUMNS = [
     "anomaly_score",
     "recon_error",
@@ -528,6 +529,34 @@ class AnomalyDetector:
         self._candidates = candidates
         return candidates
 
+    def _window_scores(
+        self,
+        x: np.ndarray,
+        rows: np.ndarray,
+        values: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        changes: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Deterministic scores of ``x[rows]``, each row changed by ``values[changes]`` where
+        ``mask[changes]`` when given, scored in windows of ``REASON_WINDOW`` rows.
+
+        Every window has the same shape (the last one padded with zeros): a row's score then
+        does not depend on which other rows share its window, i.e. on how a file was chunked.
+        """
+        scores = np.empty(len(rows))
+        buffer = np.zeros((REASON_WINDOW, x.shape[1]), dtype=np.float32)
+        for start in range(0, len(rows), REASON_WINDOW):
+            part = rows[start : start + REASON_WINDOW]
+            trial = buffer[: len(part)]
+            np.take(x, part, axis=0, out=trial)
+            if values is not None and mask is not None and changes is not None:
+                tried = changes[start : start + REASON_WINDOW]
+                np.copyto(trial, values[tried], where=mask[tried])
+            buffer[len(part) :] = 0.0
+            terms = score_arrays(self.model_, buffer, batch_size=REASON_WINDOW)
+            scores[start : start + len(part)] = self._combine(terms.recon, terms.kl)[: len(part)]
+        return scores
+
     def _counterfactual_falls(
         self, x: np.ndarray, driving: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -541,37 +570,28 @@ class AnomalyDetector:
         candidates = self._reason_candidates()
         n, n_columns = len(x), len(self.schema_.model_columns)
         owner = np.array([c[0] for c in candidates])
-        first = {j: int(np.flatnonzero(owner == j)[0]) for j in np.unique(owner)}
+        first = np.zeros(n_columns, dtype=np.int64)
+        for j in np.unique(owner)[::-1]:
+            first[j] = np.flatnonzero(owner == j)[0]
+        mask = np.zeros((len(candidates), x.shape[1]), dtype=bool)
+        values = np.zeros((len(candidates), x.shape[1]), dtype=np.float32)
+        for i, (_, features, vals) in enumerate(candidates):
+            mask[i, features], values[i, features] = True, vals
         searched = np.zeros((n, n_columns), dtype=bool)
         widest = np.argsort(-driving, axis=1, kind="stable")[:, :REASON_SEARCH_COLUMNS]
         np.put_along_axis(searched, widest, True, axis=1)
+        pair_row, pair_candidate = np.nonzero(searched[:, owner])  # (row, candidate) to score
+        scores = self._window_scores(x, pair_row, values, mask, pair_candidate)
+        # lowest score per (row, column), and which candidate gives it
+        key = pair_row * n_columns + owner[pair_candidate]
+        order = np.lexsort((scores, key))
+        firsts = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
         lowest = np.full((n, n_columns), np.inf)
         best = np.zeros((n, n_columns), dtype=np.int64)
-        per_column = np.bincount(owner, minlength=n_columns)
-        per_row = int(np.sort(per_column)[::-1][:REASON_SEARCH_COLUMNS].sum())
-        block = max(1, self.settings.scoring.batch_rows // max(1, per_row))
-        for start in range(0, n, block):
-            part = x[start : start + block]
-            wanted = searched[start : start + block]
-            trials, which = [], []
-            for i, (j, features, values) in enumerate(candidates):
-                rows = np.flatnonzero(wanted[:, j])
-                trial = part[rows]
-                trial[:, features] = values
-                trials.append(trial)
-                which.append((i, j, rows))
-            terms = score_arrays(self.model_, np.concatenate(trials))
-            scores = self._combine(terms.recon, terms.kl)
-            offset = 0
-            for i, j, rows in which:
-                got = scores[offset : offset + len(rows)]
-                offset += len(rows)
-                at = start + rows
-                better = got < lowest[at, j]
-                lowest[at[better], j] = got[better]
-                best[at[better], j] = i - first[j]
-        base_terms = score_arrays(self.model_, x)
-        base = self._combine(base_terms.recon, base_terms.kl)
+        at_row, at_column = pair_row[firsts], owner[pair_candidate[firsts]]
+        lowest[at_row, at_column] = scores[firsts]
+        best[at_row, at_column] = pair_candidate[firsts] - first[at_column]
+        base = self._window_scores(x, np.arange(n))
         falls = np.where(searched, base[:, None] - lowest, -np.inf)
         return falls, best
 
