@@ -461,10 +461,9 @@ class AnomalyDetector:
         # the decoder output with each column replaced by its best change, mapped back
         changed = recon.copy()
         for j in range(len(columns)):
-            first = next(i for i, c in enumerate(candidates) if c[0] == j)
             helps = falls[:, j] > 0
             for i in np.unique(best[helps, j]):
-                _, features, values = candidates[first + i]
+                _, features, values = candidates[i]
                 rows = helps & (best[:, j] == i)
                 changed[np.ix_(rows, features)] = values
         return pre.expected_values(changed)
@@ -561,7 +560,7 @@ class AnomalyDetector:
         self, x: np.ndarray, driving: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per row and column: how much the (deterministic) score falls at the column's best
-        single change, and which of the column's candidates that is (its index among them).
+        single change, and which candidate that is (its index in ``_reason_candidates``).
 
         Only the ``REASON_SEARCH_COLUMNS`` columns with the largest share of the driving term
         are searched (their fall is ``-inf`` elsewhere): the cost per flagged row stays
@@ -570,9 +569,6 @@ class AnomalyDetector:
         candidates = self._reason_candidates()
         n, n_columns = len(x), len(self.schema_.model_columns)
         owner = np.array([c[0] for c in candidates])
-        first = np.zeros(n_columns, dtype=np.int64)
-        for j in np.unique(owner)[::-1]:
-            first[j] = np.flatnonzero(owner == j)[0]
         mask = np.zeros((len(candidates), x.shape[1]), dtype=bool)
         values = np.zeros((len(candidates), x.shape[1]), dtype=np.float32)
         for i, (_, features, vals) in enumerate(candidates):
@@ -590,7 +586,7 @@ class AnomalyDetector:
         best = np.zeros((n, n_columns), dtype=np.int64)
         at_row, at_column = pair_row[firsts], owner[pair_candidate[firsts]]
         lowest[at_row, at_column] = scores[firsts]
-        best[at_row, at_column] = pair_candidate[firsts] - first[at_column]
+        best[at_row, at_column] = pair_candidate[firsts]
         base = self._window_scores(x, np.arange(n))
         falls = np.where(searched, base[:, None] - lowest, -np.inf)
         return falls, best
