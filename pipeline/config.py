@@ -65,6 +65,13 @@ class TrainingSettings(_Section):
     learning_rate: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     beta: float = Field(default=0.1, ge=0, description="weight of the KL term in the loss")
+    trim_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=0.5,
+        description="share of the training rows the model scores highest halfway through "
+        "training, dropped for the second half (0: none; e.g. the expected anomaly share)",
+    )
     patience: int = Field(
         default=8, ge=1, description="epochs without validation gain before stopping"
     )
@@ -83,10 +90,11 @@ class ThresholdSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    score: Literal["max", "standardized", "sum"] = Field(
-        default="max",
-        description="max: max(z(recon), kl_weight * z(KL)); standardized: z(recon) + "
-        "kl_weight * z(KL); z with training-record statistics; sum: raw recon + KL",
+    score: Literal["log_max", "max", "standardized", "sum"] = Field(
+        default="log_max",
+        description="log_max: max(z(log recon), kl_weight * z(log KL)); max: max(z(recon), "
+        "kl_weight * z(KL)); standardized: z(recon) + kl_weight * z(KL); z with "
+        "training-record statistics; sum: raw recon + KL",
     )
     kl_weight: float = Field(default=1.0, ge=0, description="weight of the standardised KL term")
     mc_samples: int = Field(default=0, ge=0, description="0 = deterministic (latent mean)")

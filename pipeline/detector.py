@@ -8,13 +8,19 @@
 
 The anomaly score. Each record gets ``recon_error`` (squared error of its encoded features,
 weighted by the decoder's learned precision, summed) and ``kl`` (KL divergence of its
-posterior from the prior). Each term is standardised with its mean and standard deviation over
-the training records, and the score is the larger of the two:
-``max(z(recon_error), z(kl))``: a record is as anomalous as its more unusual term. The max
-beat the sum ``z(recon_error) + z(kl)`` on both halves of the ADBench datasets, and stays right
-when one term carries no signal (the sum then drowns a perfect reconstruction signal in noise):
-see benchmarks/RESULTS.md. ``scoring.score`` also offers ``standardized`` (the sum) and ``sum``
-(raw ``recon_error + kl``); ``scoring.kl_weight`` scales the KL term.
+posterior from the prior). Each term is log-transformed (``log(term + eps)``, ``eps`` a
+thousandth of its training median), standardised with the mean and standard deviation of
+those logs over the training records, and the score is the larger of the two:
+``max(z(log recon_error), z(log kl))``: a record is as anomalous as its more unusual term.
+Both terms are sums of squares with long right tails; after the log their training
+distributions are close to normal, so "3 standard deviations" means about the same for both,
+and a few large but normal values no longer crowd out the anomalies at the top of the
+ranking. On the ADBench datasets the log beat the plain ``max(z(recon_error), z(kl))`` on both
+halves (PR-AUC +3 to +6 points on one half, +1 on the other), and the max beat the sum, which
+also drowns a clean reconstruction signal when the KL term carries none: see
+benchmarks/RESULTS.md. ``scoring.score`` also offers ``max`` (without the log),
+``standardized`` (the sum of the plain z's) and ``sum`` (raw ``recon_error + kl``);
+``scoring.kl_weight`` scales the KL term.
 """
 
 from __future__ import annotations
@@ -117,18 +123,42 @@ class ScoreResult:
 
 @dataclass(frozen=True)
 class ScoreStats:
-    """Mean and standard deviation of recon_error and KL over the training records."""
+    """Statistics of recon_error and KL over the training records: mean and standard
+    deviation of each term, and of its log (``log(term + eps)``, ``eps`` a thousandth of the
+    term's training median, so that a term of 0 stays finite)."""
 
     recon_mean: float
     recon_std: float
     kl_mean: float
     kl_std: float
+    recon_eps: float = math.nan
+    log_recon_mean: float = math.nan
+    log_recon_std: float = math.nan
+    kl_eps: float = math.nan
+    log_kl_mean: float = math.nan
+    log_kl_std: float = math.nan
 
     @staticmethod
     def of(recon: np.ndarray, kl: np.ndarray) -> ScoreStats:
+        recon_eps, kl_eps = _log_eps(recon), _log_eps(kl)
+        log_recon, log_kl = np.log(recon + recon_eps), np.log(kl + kl_eps)
         return ScoreStats(
-            float(recon.mean()), float(recon.std()), float(kl.mean()), float(kl.std())
+            float(recon.mean()),
+            float(recon.std()),
+            float(kl.mean()),
+            float(kl.std()),
+            recon_eps,
+            float(log_recon.mean()),
+            float(log_recon.std()),
+            kl_eps,
+            float(log_kl.mean()),
+            float(log_kl.std()),
         )
+
+
+def _log_eps(values: np.ndarray) -> float:
+    median = float(np.median(values)) if len(values) else 0.0
+    return max(1e-3 * median, 1e-12)
 
 
 def _floor(std: float, mean: float) -> float:
@@ -244,6 +274,8 @@ class AnomalyDetector:
                 learning_rate=t.learning_rate,
                 weight_decay=t.weight_decay,
                 beta=t.beta,
+                trim_fraction=t.trim_fraction,
+                trim_epoch=max(2, t.max_epochs // 2),
                 patience=t.patience,
                 seed=t.seed,
                 device=t.device,
@@ -258,6 +290,7 @@ class AnomalyDetector:
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.train_seconds_ = result.train_seconds
+        self.trimmed_rows_ = result.trimmed_rows
         self.device_ = result.device
 
         train_terms = score_arrays(self.model_, x_train)
@@ -271,9 +304,11 @@ class AnomalyDetector:
         self.reference_frame_ = frame.iloc[val_rows][kept].reset_index(drop=True)
         self.n_train_rows_ = len(train_part)
         logger.info(
-            "fitted on %d rows (%d held out), %d features, best epoch %d, threshold %.4g",
+            "fitted on %d rows (%d held out, %d trimmed halfway), %d features, best epoch %d, "
+            "threshold %.4g",
             len(train_part),
             len(val_part),
+            result.trimmed_rows,
             pre.n_features,
             result.best_epoch,
             self.threshold_,
@@ -282,8 +317,18 @@ class AnomalyDetector:
 
     # -- scoring ------------------------------------------------------------------------
     def _standardized(self, recon: np.ndarray, kl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``z(recon_error)`` and ``kl_weight * z(kl)``, with training-record statistics."""
+        """``z(recon_error)`` and ``kl_weight * z(kl)``, with training-record statistics; for
+        ``log_max``, z of the logs of the terms."""
         st = self.score_stats_
+        if self.settings.scoring.score == "log_max":
+            if not math.isfinite(st.log_recon_mean):
+                raise ValueError("this model has no log statistics: it cannot use score=log_max")
+            with np.errstate(invalid="ignore"):  # a NaN term stays NaN (rejected upstream)
+                log_recon = np.log(recon + st.recon_eps)
+                log_kl = np.log(kl + st.kl_eps)
+            z_recon = (log_recon - st.log_recon_mean) / _floor(st.log_recon_std, 1.0)
+            z_kl = (log_kl - st.log_kl_mean) / _floor(st.log_kl_std, 1.0)
+            return z_recon, self.settings.scoring.kl_weight * z_kl
         z_recon = (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
         z_kl = self.settings.scoring.kl_weight * (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
         return z_recon, z_kl
@@ -292,7 +337,7 @@ class AnomalyDetector:
         if self.settings.scoring.score == "sum":
             return recon + kl
         z_recon, z_kl = self._standardized(recon, kl)
-        if self.settings.scoring.score == "max":
+        if self.settings.scoring.score in ("max", "log_max"):
             return np.maximum(z_recon, z_kl)
         return z_recon + z_kl
 
@@ -553,8 +598,24 @@ class AnomalyDetector:
                 np.copyto(trial, values[tried], where=mask[tried])
             buffer[len(part) :] = 0.0
             terms = score_arrays(self.model_, buffer, batch_size=REASON_WINDOW)
-            scores[start : start + len(part)] = self._combine(terms.recon, terms.kl)[: len(part)]
+            scores[start : start + len(part)] = self._reason_scale(terms.recon, terms.kl)[
+                : len(part)
+            ]
         return scores
+
+    def _reason_scale(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
+        """The score on which reasons measure a change: the score itself, except that for
+        ``log_max`` the falls are measured before the log, on ``max(z(recon), z(kl))``.
+
+        The log is monotone within each term, so a column's best change is the same on both
+        scales; the log only compresses the falls of the highest-scored rows, which would make
+        near-equal explanations (currency or country) look distinct."""
+        if self.settings.scoring.score != "log_max":
+            return self._combine(recon, kl)
+        st = self.score_stats_
+        z_recon = (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
+        z_kl = (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
+        return np.maximum(z_recon, self.settings.scoring.kl_weight * z_kl)
 
     def _counterfactual_falls(
         self, x: np.ndarray, driving: np.ndarray
@@ -658,6 +719,7 @@ class AnomalyDetector:
             "reference_quantiles": self.reference_quantiles_.tolist(),
             "best_epoch": self.best_epoch_,
             "n_train_rows": self.n_train_rows_,
+            "trimmed_rows": self.trimmed_rows_,
             "history": [h.to_dict() for h in self.history_],
         }
 
@@ -708,6 +770,7 @@ class AnomalyDetector:
         detector.reference_quantiles_ = np.asarray(meta["reference_quantiles"])
         detector.best_epoch_ = int(meta["best_epoch"])
         detector.n_train_rows_ = int(meta["n_train_rows"])
+        detector.trimmed_rows_ = int(meta.get("trimmed_rows", 0))
         detector.history_ = [EpochStats(**{**h, "epoch": int(h["epoch"])}) for h in meta["history"]]
         detector.device_ = str(target)
         reference = directory / REFERENCE_FILE

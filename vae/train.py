@@ -34,6 +34,10 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     feature_reduction: str = "sum"
+    # at the start of epoch trim_epoch, drop the trim_fraction of training (and validation)
+    # rows that the model finds most anomalous so far, and train on the rest (0: no trimming)
+    trim_fraction: float = 0.0
+    trim_epoch: int = 0
     # CPU threads for training; small MLP steps gain nothing from intra-op threads, and spinning
     # threads collapse when another process shares the cores (measured: 0.23 s vs 14 s)
     cpu_threads: int = 1
@@ -62,6 +66,8 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    trimmed_rows: int = 0
+    kept_rows: np.ndarray | None = None  # positions of the training rows kept by trimming
     device: str = "cpu"
     train_seconds: float = 0.0
 
@@ -152,8 +158,10 @@ def _fit(
     generator = torch.Generator().manual_seed(config.seed)
 
     model = VAE(vae_config).to(device)
+    # the fused kernel updates all parameters in one call: same numbers, about 25% less time
+    # per step for these small networks on CPU
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
     )
     xt = _as_tensor(x_train, device)
     xv = _as_tensor(x_val, device) if x_val is not None and len(x_val) > 0 else None
@@ -167,6 +175,18 @@ def _fit(
     started = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
         t0 = time.perf_counter()
+        if config.trim_fraction > 0 and epoch == config.trim_epoch:
+            keep_train, cutoff = _untrimmed(model, xt, config.trim_fraction)
+            result.trimmed_rows = int((~keep_train).sum())
+            result.kept_rows = np.flatnonzero(keep_train)
+            xt = xt[torch.from_numpy(keep_train).to(device)]
+            n = xt.shape[0]
+            if xv is not None:
+                keep_val = _untrimmed(model, xv, 0.0, cutoff)[0]
+                if keep_val.any():  # a validation set trimmed away entirely stays whole
+                    xv = xv[torch.from_numpy(keep_val).to(device)]
+            # the epochs before trimming fitted the anomalies too: only later ones compete
+            best_loss = math.inf
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         sums = np.zeros(3)
@@ -227,6 +247,35 @@ def _fit(
     model.eval()
     result.train_seconds = time.perf_counter() - started
     return result
+
+
+def _untrimmed(
+    model: VAE, x: torch.Tensor, fraction: float, cutoff: tuple[float, ...] | None = None
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Mask of the rows kept by trimming ``fraction`` of ``x``, and the cutoff used, which
+    ``cutoff`` reapplies (the statistics of the rows that set it, then the score limit)."""
+    model.eval()
+    terms = score_arrays(model, x.cpu().numpy())
+    if cutoff is None:
+        eps_r = max(1e-3 * float(np.median(terms.recon)), 1e-12)
+        eps_k = max(1e-3 * float(np.median(terms.kl)), 1e-12)
+        lr, lk = np.log(terms.recon + eps_r), np.log(terms.kl + eps_k)
+        stats: tuple[float, ...] = (
+            eps_r,
+            float(lr.mean()),
+            max(float(lr.std()), 1e-6),
+            eps_k,
+            float(lk.mean()),
+            max(float(lk.std()), 1e-6),
+        )
+    else:
+        stats = cutoff[:6]
+    eps_r, mr, sr, eps_k, mk, sk = stats
+    score = np.maximum(
+        (np.log(terms.recon + eps_r) - mr) / sr, (np.log(terms.kl + eps_k) - mk) / sk
+    )
+    limit = float(np.quantile(score, 1.0 - fraction)) if cutoff is None else cutoff[6]
+    return score <= limit, (*(float(v) for v in stats), limit)
 
 
 @dataclass

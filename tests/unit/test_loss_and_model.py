@@ -133,3 +133,18 @@ def test_learned_variance_is_floored_and_fixed_variance_is_frozen():
     with torch.no_grad():
         learned.decoder_logvar.fill_(-50.0)
     assert torch.allclose(learned.feature_precision(), torch.full((3,), 100.0))
+
+
+def test_trimming_drops_the_most_anomalous_training_rows_and_keeps_the_rest():
+    rng = np.random.default_rng(0)
+    x = _correlated(400)
+    outliers = rng.choice(400, 20, replace=False)
+    x[outliers] += rng.choice([-6.0, 6.0], size=(20, 10))  # far from the correlated cloud
+    cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2, decoder_variance="learned")
+    config = TrainConfig(max_epochs=30, trim_fraction=0.05, trim_epoch=15, beta=0.1)
+    result = fit_vae(x, None, cfg, config)
+    assert result.trimmed_rows == 20 and result.kept_rows is not None
+    dropped = np.setdiff1d(np.arange(400), result.kept_rows)
+    assert len(np.intersect1d(dropped, outliers)) >= 18  # the planted outliers go first
+    plain = fit_vae(x, None, cfg, TrainConfig(max_epochs=30, beta=0.1))
+    assert plain.trimmed_rows == 0 and plain.kept_rows is None
