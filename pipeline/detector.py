@@ -51,7 +51,7 @@ from pipeline.schema import (
 )
 from pipeline.threshold import contamination_threshold, reference_quantiles, score_percentile
 from vae import VAE, EpochStats, TrainConfig, VAEConfig, default_architecture, fit_vae
-from vae.train import kl_array, reconstruct, score_arrays
+from vae.train import LogScale, kl_array, reconstruct, score_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -140,25 +140,27 @@ class ScoreStats:
 
     @staticmethod
     def of(recon: np.ndarray, kl: np.ndarray) -> ScoreStats:
-        recon_eps, kl_eps = _log_eps(recon), _log_eps(kl)
-        log_recon, log_kl = np.log(recon + recon_eps), np.log(kl + kl_eps)
+        log_recon, log_kl = LogScale.fit(recon), LogScale.fit(kl)
         return ScoreStats(
             float(recon.mean()),
             float(recon.std()),
             float(kl.mean()),
             float(kl.std()),
-            recon_eps,
-            float(log_recon.mean()),
-            float(log_recon.std()),
-            kl_eps,
-            float(log_kl.mean()),
-            float(log_kl.std()),
+            log_recon.eps,
+            log_recon.mean,
+            log_recon.std,
+            log_kl.eps,
+            log_kl.mean,
+            log_kl.std,
         )
 
-
-def _log_eps(values: np.ndarray) -> float:
-    median = float(np.median(values)) if len(values) else 0.0
-    return max(1e-3 * median, 1e-12)
+    def log_scales(self) -> tuple[LogScale, LogScale]:
+        if not math.isfinite(self.log_recon_mean):
+            raise ValueError("this model has no log statistics: it cannot use score=log_max")
+        return (
+            LogScale(self.recon_eps, self.log_recon_mean, self.log_recon_std),
+            LogScale(self.kl_eps, self.log_kl_mean, self.log_kl_std),
+        )
 
 
 def _floor(std: float, mean: float) -> float:
@@ -316,21 +318,20 @@ class AnomalyDetector:
         return self
 
     # -- scoring ------------------------------------------------------------------------
-    def _standardized(self, recon: np.ndarray, kl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``z(recon_error)`` and ``kl_weight * z(kl)``, with training-record statistics; for
-        ``log_max``, z of the logs of the terms."""
+    def _standardized(
+        self, recon: np.ndarray, kl: np.ndarray, logged: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``z(recon_error)`` and ``kl_weight * z(kl)``, with training-record statistics; of
+        the logs of the terms when ``logged`` (default: when the score is ``log_max``)."""
         st = self.score_stats_
-        if self.settings.scoring.score == "log_max":
-            if not math.isfinite(st.log_recon_mean):
-                raise ValueError("this model has no log statistics: it cannot use score=log_max")
-            with np.errstate(invalid="ignore"):  # a NaN term stays NaN (rejected upstream)
-                log_recon = np.log(recon + st.recon_eps)
-                log_kl = np.log(kl + st.kl_eps)
-            z_recon = (log_recon - st.log_recon_mean) / _floor(st.log_recon_std, 1.0)
-            z_kl = (log_kl - st.log_kl_mean) / _floor(st.log_kl_std, 1.0)
-            return z_recon, self.settings.scoring.kl_weight * z_kl
+        weight = self.settings.scoring.kl_weight
+        if logged is None:
+            logged = self.settings.scoring.score == "log_max"
+        if logged:
+            recon_scale, kl_scale = st.log_scales()
+            return recon_scale.z(recon), weight * kl_scale.z(kl)
         z_recon = (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
-        z_kl = self.settings.scoring.kl_weight * (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
+        z_kl = weight * (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
         return z_recon, z_kl
 
     def _combine(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
@@ -612,10 +613,7 @@ class AnomalyDetector:
         near-equal explanations (currency or country) look distinct."""
         if self.settings.scoring.score != "log_max":
             return self._combine(recon, kl)
-        st = self.score_stats_
-        z_recon = (recon - st.recon_mean) / _floor(st.recon_std, st.recon_mean)
-        z_kl = (kl - st.kl_mean) / _floor(st.kl_std, st.kl_mean)
-        return np.maximum(z_recon, self.settings.scoring.kl_weight * z_kl)
+        return np.maximum(*self._standardized(recon, kl, logged=False))
 
     def _counterfactual_falls(
         self, x: np.ndarray, driving: np.ndarray

@@ -176,7 +176,7 @@ def _fit(
     for epoch in range(1, config.max_epochs + 1):
         t0 = time.perf_counter()
         if config.trim_fraction > 0 and epoch == config.trim_epoch:
-            keep_train, cutoff = _untrimmed(model, xt, config.trim_fraction)
+            keep_train, cutoff = _untrimmed(model, xt, config.trim_fraction, None)
             result.trimmed_rows = int((~keep_train).sum())
             result.kept_rows = np.flatnonzero(keep_train)
             xt = xt[torch.from_numpy(keep_train).to(device)]
@@ -249,33 +249,42 @@ def _fit(
     return result
 
 
+@dataclass(frozen=True)
+class LogScale:
+    """Standardisation of the log of a non-negative term: ``z = (log(v + eps) - mean) / std``,
+    ``eps`` a thousandth of the term's median (a term of 0 stays finite), ``std`` floored."""
+
+    eps: float
+    mean: float
+    std: float
+
+    @staticmethod
+    def fit(values: np.ndarray) -> LogScale:
+        eps = max(1e-3 * float(np.median(values)), 1e-12) if len(values) else 1e-12
+        logged = np.log(values + eps)
+        return LogScale(eps, float(logged.mean()), float(logged.std()))
+
+    def z(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # a NaN term stays NaN
+            return (np.log(values + self.eps) - self.mean) / max(self.std, 1e-6)
+
+
 def _untrimmed(
-    model: VAE, x: torch.Tensor, fraction: float, cutoff: tuple[float, ...] | None = None
-) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Mask of the rows kept by trimming ``fraction`` of ``x``, and the cutoff used, which
-    ``cutoff`` reapplies (the statistics of the rows that set it, then the score limit)."""
+    model: VAE, x: torch.Tensor, fraction: float, cutoff: tuple[LogScale, LogScale, float] | None
+) -> tuple[np.ndarray, tuple[LogScale, LogScale, float]]:
+    """Mask of the rows of ``x`` kept by trimming the ``fraction`` that score highest, by
+    ``max(z(log recon), z(log kl))`` with the rows' own statistics (the detector's default
+    score), and that cutoff (the two scales and the score limit), which ``cutoff`` reapplies."""
     model.eval()
     terms = score_arrays(model, x.cpu().numpy())
     if cutoff is None:
-        eps_r = max(1e-3 * float(np.median(terms.recon)), 1e-12)
-        eps_k = max(1e-3 * float(np.median(terms.kl)), 1e-12)
-        lr, lk = np.log(terms.recon + eps_r), np.log(terms.kl + eps_k)
-        stats: tuple[float, ...] = (
-            eps_r,
-            float(lr.mean()),
-            max(float(lr.std()), 1e-6),
-            eps_k,
-            float(lk.mean()),
-            max(float(lk.std()), 1e-6),
-        )
+        recon_scale, kl_scale = LogScale.fit(terms.recon), LogScale.fit(terms.kl)
     else:
-        stats = cutoff[:6]
-    eps_r, mr, sr, eps_k, mk, sk = stats
-    score = np.maximum(
-        (np.log(terms.recon + eps_r) - mr) / sr, (np.log(terms.kl + eps_k) - mk) / sk
-    )
-    limit = float(np.quantile(score, 1.0 - fraction)) if cutoff is None else cutoff[6]
-    return score <= limit, (*(float(v) for v in stats), limit)
+        recon_scale, kl_scale, limit = cutoff
+    score = np.maximum(recon_scale.z(terms.recon), kl_scale.z(terms.kl))
+    if cutoff is None:
+        limit = float(np.quantile(score, 1.0 - fraction))
+    return score <= limit, (recon_scale, kl_scale, limit)
 
 
 @dataclass
