@@ -16,7 +16,8 @@ Both terms are sums of squares with long right tails; after the log their traini
 distributions are close to normal, so "3 standard deviations" means about the same for both,
 and a few large but normal values no longer crowd out the anomalies at the top of the
 ranking. On the ADBench datasets the log beat the plain ``max(z(recon_error), z(kl))`` on both
-halves (PR-AUC +3 to +6 points on one half, +1 on the other), and the max beat the sum, which
+halves with each of three model seeds (PR-AUC +2.6 to +5.6 points on one half, +0.1 to +1.4
+on the other), and the max beat the sum, which
 also drowns a clean reconstruction signal when the KL term carries none: see
 benchmarks/RESULTS.md. ``scoring.score`` also offers ``max`` (without the log),
 ``standardized`` (the sum of the plain z's) and ``sum`` (raw ``recon_error + kl``);

@@ -5,8 +5,9 @@ The sample batch plants anomalies of four kinds and records the column(s) each o
 ``reasons`` (``amount=256 (expected ~61.55, 24%), quantity=4 (...)``) is that column for at
 least 80% of the flagged rows of the kind: an analyst reading the reasons is sent to the right
 column. The same holds for at least 70% of the higher-scored half of each kind, flagged or not
-(how many rows of a kind the 1% threshold lets through depends on the score definition). Reasons rank columns by how much the score falls when the column alone takes its
-most plausible value (``AnomalyDetector.explain``).
+(how many rows of a kind the 1% threshold lets through depends on the score definition).
+Reasons rank columns by how much the score falls when the column alone takes its most
+plausible value (``AnomalyDetector.explain``).
 
 ``extreme_price`` is planted in two columns: it rescales ``unit_price`` and ``amount``
 together. For the merchants whose training rows always have quantity 1, ``unit_price ==
@@ -24,9 +25,9 @@ import pytest
 from pipeline.detector import AnomalyDetector
 
 MIN_TOP_REASON_SHARE = 0.80
-# at the default 1% threshold the batch flags one amount mismatch (the kind's other rows score
-# just below it); the check below of the upper half of every kind does not depend on how many
-# rows of a kind the threshold lets through
+# at the default 1% threshold the batch flags one amount mismatch (the kind's other 49 rows
+# score below the threshold); the check of the upper half of every kind below does not depend
+# on how many rows of a kind the threshold lets through
 MIN_FLAGGED_PER_KIND = 1
 MIN_UPPER_HALF_SHARE = 0.70
 TOP_COLUMN = r"^\s*([^=,]+?)="  # the column of the first reason
