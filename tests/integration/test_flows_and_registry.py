@@ -117,3 +117,21 @@ def test_a_logged_artifact_changed_by_one_byte_is_refused_at_load(
     logged[0].write_bytes(bytes(data))
     with pytest.raises(Exception, match=r"weights\.pt.*does not match its recorded sha256"):
         mlflow.pyfunc.load_model("models:/vae-anomaly@champion")
+
+
+def test_pyfunc_model_imports_without_mlflow_type_hint_warning() -> None:
+    # MLflow checks a PythonModel's predict signature when the class is defined, and without
+    # a type hint on model_input it prints a warning on every training and loading run
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", "import pipeline.pyfunc_model"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Add type hints" not in done.stderr, done.stderr[-2000:]
