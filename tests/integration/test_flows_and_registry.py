@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -122,9 +124,6 @@ def test_a_logged_artifact_changed_by_one_byte_is_refused_at_load(
 def test_pyfunc_model_imports_without_mlflow_type_hint_warning() -> None:
     # MLflow checks a PythonModel's predict signature when the class is defined, and without
     # a type hint on model_input it prints a warning on every training and loading run
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-W", "always", "-c", "import pipeline.pyfunc_model"],
