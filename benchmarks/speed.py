@@ -820,7 +820,7 @@ def bench_in_memory(
             features = detector.preprocessor_.transform(frame)
             pre.add(time.perf_counter() - started)
             started = time.perf_counter()
-            score_arrays(detector.model_, features, batch_size=detector.settings.scoring.batch_rows)
+            score_arrays(detector.model_, features, window=detector.settings.scoring.batch_rows)
             raw.add(time.perf_counter() - started)
     except Exception as exc:  # the headline is the public API; this is a breakdown
         results.note(f"raw model path not measured: {type(exc).__name__}: {exc}")

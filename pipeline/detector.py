@@ -52,7 +52,7 @@ from pipeline.schema import (
 )
 from pipeline.threshold import contamination_threshold, reference_quantiles, score_percentile
 from vae import VAE, EpochStats, TrainConfig, VAEConfig, default_architecture, fit_vae
-from vae.train import LogScale, kl_array, reconstruct, score_arrays
+from vae.infer import LogScale, aligned_window, kl_array, reconstruct, score_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ FORMAT_VERSION = 1
 # count as equally good explanations (then the driving term's shares order them)
 REASON_QUANTILES = 7
 REASON_TIE = 0.15
-REASON_WINDOW = 2048  # changed copies scored per forward pass (fixed shape)
+REASON_WINDOW = 2048  # rows per forward pass of the reasons (flagged rows, changed copies)
 REASON_SEARCH_COLUMNS = 4  # columns searched per row: those with the largest driving share
 SCORE_COLUMNS = [
     "anomaly_score",
@@ -176,6 +176,21 @@ def _fmt(value: Any) -> str:
             return str(value)
         return f"{value:.4g}"
     return str(value)
+
+
+def _column_sums(per_feature: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """``per_feature @ group`` (features summed into their source columns), added one feature
+    at a time in a fixed order: unlike a matrix product, whose kernel (and summation order)
+    depends on the number of rows, a row's sums do not depend on the other rows."""
+    out = np.zeros((per_feature.shape[0], group.shape[1]))
+    for feature, column in zip(*np.nonzero(group), strict=True):
+        out[:, column] += per_feature[:, feature]
+    return out
+
+
+def _row_totals(values: np.ndarray) -> np.ndarray:
+    """Sum of each row, shape ``(n, 1)``, added column by column (see :func:`_column_sums`)."""
+    return _column_sums(values, np.ones((values.shape[1], 1)))
 
 
 def _reason_order(falls: np.ndarray, driving: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -296,9 +311,10 @@ class AnomalyDetector:
         self.trimmed_rows_ = result.trimmed_rows
         self.device_ = result.device
 
-        train_terms = score_arrays(self.model_, x_train)
+        window = s.scoring.batch_rows  # the windows of scoring: the same numbers for a row
+        train_terms = score_arrays(self.model_, x_train, window)
         self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl)
-        val_terms = score_arrays(self.model_, x_val)
+        val_terms = score_arrays(self.model_, x_val, window)
         val_scores = self._combine(val_terms.recon, val_terms.kl)
         self.threshold_ = contamination_threshold(val_scores, s.threshold.contamination)
         self.reference_quantiles_ = reference_quantiles(val_scores)
@@ -348,11 +364,13 @@ class AnomalyDetector:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(score, recon_error, kl) of checked rows, encoded and scored batch by batch.
 
-        Each batch of ``scoring.batch_rows`` rows is encoded and fed to the model while it is
-        still in the CPU cache: the encoded matrix of a whole chunk is never built.
+        Each batch of ``scoring.batch_rows`` rows (rounded up to whole kernel panels) is
+        encoded and fed to the model while it is still in the CPU cache: the encoded matrix
+        of a whole chunk is never built. Every forward pass has that many rows (the last one
+        padded), so a row's score does not depend on how the rows were chunked.
         """
         mc = self.settings.scoring.mc_samples if mc_samples is None else mc_samples
-        step = self.settings.scoring.batch_rows
+        step = aligned_window(self.settings.scoring.batch_rows)
         n = len(frame)
         recon, kl = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
         for start, x in zip(
@@ -363,7 +381,7 @@ class AnomalyDetector:
             terms = score_arrays(
                 self.model_,
                 x,
-                batch_size=step,
+                window=step,
                 mc_samples=mc,
                 seed=self.settings.training.seed + start,
             )
@@ -471,13 +489,13 @@ class AnomalyDetector:
         position = {c: i for i, c in enumerate(columns)}
         group = np.zeros((len(sources), len(columns)))
         group[np.arange(len(sources)), [position[s] for s in sources]] = 1.0
-        recon = reconstruct(self.model_, x)
+        recon = reconstruct(self.model_, x, REASON_WINDOW)
         driving = self._driving_term_weights(x, recon, group, terms)
         falls, best = self._counterfactual_falls(x, driving)
         missing = rows[columns].isna().to_numpy()
         order = _reason_order(falls, driving, missing)
         positive = np.maximum(falls, 0.0)
-        total = positive.sum(axis=1, keepdims=True)
+        total = _row_totals(positive)
         share = np.where(total > 0, positive / np.maximum(total, 1e-12), driving)
         expected = self._expected_values(recon, falls, best)
         k = min(self.settings.scoring.top_reasons, len(columns))
@@ -530,14 +548,14 @@ class AnomalyDetector:
         mean.
         """
         precision = self.model_.feature_precision().detach().cpu().numpy().astype(np.float64)
-        per_column = ((x.astype(np.float64) - recon) ** 2 * precision) @ group  # (n, n_columns)
+        per_column = _column_sums((x.astype(np.float64) - recon) ** 2 * precision, group)
         if terms is None:
-            computed = score_arrays(self.model_, x)
+            computed = score_arrays(self.model_, x, self.settings.scoring.batch_rows)
             terms = (computed.recon, computed.kl)
         kl_driven = self._kl_driven(*terms)
         if kl_driven.any():
             per_column[kl_driven] = self._kl_occlusion(x[kl_driven], terms[1][kl_driven], group)
-        return per_column / np.maximum(per_column.sum(axis=1, keepdims=True), 1e-12)
+        return per_column / np.maximum(_row_totals(per_column), 1e-12)
 
     def _reason_candidates(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(column position, encoded features, their values) of every one-column change tried.
@@ -584,25 +602,18 @@ class AnomalyDetector:
         changes: np.ndarray | None = None,
     ) -> np.ndarray:
         """Deterministic scores of ``x[rows]``, each row changed by ``values[changes]`` where
-        ``mask[changes]`` when given, scored in windows of ``REASON_WINDOW`` rows.
-
-        Every window has the same shape (the last one padded with zeros): a row's score then
-        does not depend on which other rows share its window, i.e. on how a file was chunked.
-        """
+        ``mask[changes]`` when given, built and scored ``REASON_WINDOW`` rows at a time (the
+        changed copies of many rows never exist at once)."""
         scores = np.empty(len(rows))
-        buffer = np.zeros((REASON_WINDOW, x.shape[1]), dtype=np.float32)
+        trial = np.empty((REASON_WINDOW, x.shape[1]), dtype=np.float32)
         for start in range(0, len(rows), REASON_WINDOW):
             part = rows[start : start + REASON_WINDOW]
-            trial = buffer[: len(part)]
-            np.take(x, part, axis=0, out=trial)
+            np.take(x, part, axis=0, out=trial[: len(part)])
             if values is not None and mask is not None and changes is not None:
                 tried = changes[start : start + REASON_WINDOW]
-                np.copyto(trial, values[tried], where=mask[tried])
-            buffer[len(part) :] = 0.0
-            terms = score_arrays(self.model_, buffer, batch_size=REASON_WINDOW)
-            scores[start : start + len(part)] = self._reason_scale(terms.recon, terms.kl)[
-                : len(part)
-            ]
+                np.copyto(trial[: len(part)], values[tried], where=mask[tried])
+            terms = score_arrays(self.model_, trial[: len(part)], REASON_WINDOW)
+            scores[start : start + len(part)] = self._reason_scale(terms.recon, terms.kl)
         return scores
 
     def _reason_scale(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
@@ -672,7 +683,7 @@ class AnomalyDetector:
             features = group[:, j] > 0
             occluded = x.copy()
             occluded[:, features] = self._feature_means[features]
-            drops[:, j] = base - kl_array(self.model_, occluded)
+            drops[:, j] = base - kl_array(self.model_, occluded, REASON_WINDOW)
         return np.maximum(drops, 0.0)
 
     def score_samples(self, frame: pd.DataFrame) -> np.ndarray:

@@ -1,22 +1,15 @@
 """The variational autoencoder, in pure torch (no pandas, scikit-learn, MLflow or Prefect)."""
 
+from vae.infer import LogScale, Scores, kl_array, reconstruct, score_arrays
 from vae.loss import ElboTerms, elbo_terms, kl_divergence, reconstruction_error
 from vae.model import VAE, VAEConfig, default_architecture
-from vae.train import (
-    EpochStats,
-    Scores,
-    TrainConfig,
-    TrainResult,
-    fit_vae,
-    pick_device,
-    reconstruct,
-    score_arrays,
-)
+from vae.train import EpochStats, TrainConfig, TrainResult, fit_vae, pick_device
 
 __all__ = [
     "VAE",
     "ElboTerms",
     "EpochStats",
+    "LogScale",
     "Scores",
     "TrainConfig",
     "TrainResult",
@@ -24,6 +17,7 @@ __all__ = [
     "default_architecture",
     "elbo_terms",
     "fit_vae",
+    "kl_array",
     "kl_divergence",
     "pick_device",
     "reconstruct",

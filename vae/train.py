@@ -1,4 +1,4 @@
-"""Fitting and scoring loops: seeded, device-aware, with early stopping on a validation split.
+"""The fit loop: seeded, device-aware, with early stopping on a validation split.
 
 No tracking library is imported here: per-epoch numbers go out through a callback.
 """
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vae.loss import elbo_terms, kl_divergence
+from vae.infer import LogScale, as_tensor, score_arrays
+from vae.loss import elbo_terms
 from vae.model import VAE, VAEConfig
 
 
@@ -94,13 +95,6 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D array (rows, features), got shape {x.shape}")
-    array = np.ascontiguousarray(x, dtype=np.float32)
-    return torch.from_numpy(array).to(device)
-
-
 def _precision(model: VAE) -> torch.Tensor | None:
     return model.feature_precision() if model.config.decoder_variance == "learned" else None
 
@@ -163,8 +157,8 @@ def _fit(
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
     )
-    xt = _as_tensor(x_train, device)
-    xv = _as_tensor(x_val, device) if x_val is not None and len(x_val) > 0 else None
+    xt = as_tensor(x_train, device)
+    xv = as_tensor(x_val, device) if x_val is not None and len(x_val) > 0 else None
     n = xt.shape[0]
     batch_size = max(1, min(config.batch_size, n))
 
@@ -249,26 +243,6 @@ def _fit(
     return result
 
 
-@dataclass(frozen=True)
-class LogScale:
-    """Standardisation of the log of a non-negative term: ``z = (log(v + eps) - mean) / std``,
-    ``eps`` a thousandth of the term's median (a term of 0 stays finite), ``std`` floored."""
-
-    eps: float
-    mean: float
-    std: float
-
-    @staticmethod
-    def fit(values: np.ndarray) -> LogScale:
-        eps = max(1e-3 * float(np.median(values)), 1e-12) if len(values) else 1e-12
-        logged = np.log(values + eps)
-        return LogScale(eps, float(logged.mean()), float(logged.std()))
-
-    def z(self, values: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"):  # a NaN term stays NaN
-            return (np.log(values + self.eps) - self.mean) / max(self.std, 1e-6)
-
-
 def _untrimmed(
     model: VAE, x: torch.Tensor, fraction: float, cutoff: tuple[LogScale, LogScale, float] | None
 ) -> tuple[np.ndarray, tuple[LogScale, LogScale, float]]:
@@ -285,68 +259,3 @@ def _untrimmed(
     if cutoff is None:
         limit = float(np.quantile(score, 1.0 - fraction))
     return score <= limit, (recon_scale, kl_scale, limit)
-
-
-@dataclass
-class Scores:
-    recon: np.ndarray  # (n,) squared error (times the decoder precision) summed over features
-    kl: np.ndarray  # (n,)
-
-
-def score_arrays(
-    model: VAE,
-    x: np.ndarray,
-    batch_size: int = 65536,
-    mc_samples: int = 0,
-    seed: int = 0,
-) -> Scores:
-    """Per-record reconstruction error and KL.
-
-    Deterministic by default (the decoder is fed the latent mean). With ``mc_samples > 0`` the
-    reconstruction error is averaged over that many posterior samples (seeded).
-    """
-    device = next(model.parameters()).device
-    model.eval()
-    n = x.shape[0]
-    recon = np.empty(n, dtype=np.float64)
-    kl = np.empty(n, dtype=np.float64)
-    with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        if mc_samples > 0:
-            torch.manual_seed(seed)  # inside fork_rng: the caller's random state is kept
-        precision = model.feature_precision()
-        for start in range(0, n, batch_size):
-            batch = _as_tensor(x[start : start + batch_size], device)
-            mu, logvar = model.encode(batch)
-            if mc_samples > 0:
-                err = torch.zeros(batch.shape[0], device=device)
-                for _ in range(mc_samples):
-                    sample = model.decode(VAE.reparameterize(mu, logvar))
-                    err += ((batch - sample).pow(2) * precision).sum(1)
-                err /= mc_samples
-            else:
-                err = ((batch - model.decode(mu)).pow(2) * precision).sum(1)
-            stop = start + batch.shape[0]
-            recon[start:stop] = err.double().cpu().numpy()
-            kl[start:stop] = kl_divergence(mu, logvar).double().cpu().numpy()
-    return Scores(recon=recon, kl=kl)
-
-
-def kl_array(model: VAE, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """Per-record KL of the posterior from the prior: the encoder alone (no decoding)."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = np.empty(x.shape[0], dtype=np.float64)
-    with torch.inference_mode():
-        for start in range(0, x.shape[0], batch_size):
-            mu, logvar = model.encode(_as_tensor(x[start : start + batch_size], device))
-            out[start : start + mu.shape[0]] = kl_divergence(mu, logvar).double().cpu().numpy()
-    return out
-
-
-def reconstruct(model: VAE, x: np.ndarray) -> np.ndarray:
-    """The decoder mean for the latent mean of each row, shape ``(n, n_features)``."""
-    device = next(model.parameters()).device
-    model.eval()
-    with torch.inference_mode():
-        out = model(_as_tensor(x, device), sample=False)
-        return out.recon.cpu().numpy().astype(np.float64)

@@ -275,7 +275,9 @@ def test_dask_executor_writes_the_same_outputs(scoring_store, tmp_path, monkeypa
     assert len(on_dask) == len(sequential) == 3
     for seq, dsk in zip(sequential, on_dask, strict=True):
         assert (dsk["input_path"], dsk["rows_flagged"]) == (seq["input_path"], seq["rows_flagged"])
-        assert dsk["outputs"] == seq["outputs"]  # byte-identical files
+        # byte-identical files: on one machine a row's numbers do not depend on the thread
+        # that scores it nor on torch's thread count (vae/infer.py; tested there)
+        assert dsk["outputs"] == seq["outputs"]
         pd.testing.assert_frame_equal(
             pd.read_parquet(Path(dsk["output_dir"]) / SCORED_FILE),
             pd.read_parquet(Path(seq["output_dir"]) / SCORED_FILE),

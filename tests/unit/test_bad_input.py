@@ -198,6 +198,7 @@ def test_extra_columns_are_ignored_with_a_warning(fitted, caplog):
         result = fitted.score(batch.assign(note="x", extra=1.0))
     assert "extra column(s) ['note', 'extra'] ignored" in caplog.text
     assert result.warnings == ["input: extra column(s) ['note', 'extra'] ignored"]
+    # the same rows through the same computation: identical by construction
     pd.testing.assert_frame_equal(result.scored, fitted.score(batch).scored)
 
 

@@ -3,8 +3,19 @@ import math
 import numpy as np
 import torch
 
-from vae import VAE, TrainConfig, VAEConfig, default_architecture, fit_vae, score_arrays
+from vae import (
+    VAE,
+    TrainConfig,
+    VAEConfig,
+    default_architecture,
+    fit_vae,
+    kl_array,
+    reconstruct,
+    score_arrays,
+)
+from vae.infer import aligned_window
 from vae.loss import elbo_terms, kl_divergence, reconstruction_error
+from vae.train import cpu_threads
 
 
 def test_kl_is_zero_at_the_prior():
@@ -102,6 +113,65 @@ def test_fit_is_seeded_and_scoring_deterministic():
     np.testing.assert_array_equal(score_arrays(a.model, x).kl, sa.kl)
     mc1 = score_arrays(a.model, x, mc_samples=4, seed=1)
     assert not np.array_equal(mc1.recon, sa.recon)  # Monte Carlo is an explicit option
+
+
+def test_a_rows_inference_does_not_depend_on_the_rows_passed_with_it():
+    # Given a model, when the same rows go through inference alone, in blocks of 7 or 100,
+    # or all at once, then every number is bit-identical: each forward pass has one shape.
+    # (Before fixed windows, blocks of 1 and 7 rows differed in the last bits on an AMD
+    # EPYC: its matrix kernels sum a 1-row or 7-row product in another order.)
+    torch.manual_seed(3)
+    model = VAE(VAEConfig(n_features=10, hidden_dims=(32, 16), latent_dim=4)).eval()
+    with torch.no_grad():
+        model.decoder_logvar.normal_()  # a learned-looking precision
+    x = _correlated(250, seed=2)
+    whole = score_arrays(model, x)
+    whole_recon, whole_kl = reconstruct(model, x), kl_array(model, x)
+    for size in (1, 7, 100, 16384):
+        starts = range(0, len(x), size)
+        parts = [score_arrays(model, x[i : i + size]) for i in starts]
+        np.testing.assert_array_equal(np.concatenate([p.recon for p in parts]), whole.recon)
+        np.testing.assert_array_equal(np.concatenate([p.kl for p in parts]), whole.kl)
+        np.testing.assert_array_equal(
+            np.concatenate([reconstruct(model, x[i : i + size]) for i in starts]), whole_recon
+        )
+        np.testing.assert_array_equal(
+            np.concatenate([kl_array(model, x[i : i + size]) for i in starts]), whole_kl
+        )
+    # the same rows 1 to 7 rows further down their window (another memory alignment)
+    for shift in range(1, 8):
+        shifted = score_arrays(model, np.concatenate([x[:shift], x]))
+        np.testing.assert_array_equal(shifted.recon[shift:], whole.recon)
+        np.testing.assert_array_equal(shifted.kl[shift:], whole.kl)
+    # other torch thread counts (a Dask worker runs 1, a 6-core machine 6)
+    for threads in (1, 3):
+        with cpu_threads(threads):
+            np.testing.assert_array_equal(score_arrays(model, x).recon, whole.recon)
+    # a window that is not a whole number of kernel panels is rounded up to one
+    assert aligned_window(1) == aligned_window(64) == 64 and aligned_window(100) == 128
+    np.testing.assert_array_equal(score_arrays(model, x, window=100).recon, whole.recon)
+
+
+def test_padded_inference_computes_what_the_model_computes():
+    # the zero-padded layers of the inference passes give the model's own numbers (up to
+    # float32 summation order), for every activation, with dropout off at inference
+    x = _correlated(200, seed=4)
+    for activation in ("gelu", "relu", "tanh", "leaky_relu"):
+        torch.manual_seed(5)
+        config = VAEConfig(
+            n_features=10, hidden_dims=(35, 19), latent_dim=3, activation=activation, dropout=0.1
+        )
+        model = VAE(config).eval()
+        with torch.no_grad():
+            model.decoder_logvar.normal_()
+            out = model(torch.from_numpy(x), sample=False)
+            expected = elbo_terms(
+                torch.from_numpy(x), out.recon, out.mu, out.logvar, model.feature_precision()
+            )
+        scores = score_arrays(model, x)
+        np.testing.assert_allclose(scores.recon, expected.recon.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(scores.kl, expected.kl.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(reconstruct(model, x), out.recon.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_early_stopping_restores_the_best_epoch():

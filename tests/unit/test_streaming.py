@@ -96,6 +96,24 @@ def test_chunked_parquet_scoring_equals_whole_file_scoring(detector, tmp_path):
     ).all()
 
 
+def test_a_rows_outputs_do_not_depend_on_the_rows_scored_with_it(detector):
+    # Given one model, when rows are scored alone, in blocks of 7 or 100, or all at once,
+    # then each row's outputs (scores, percentile, flag, reasons) are bit-identical: every
+    # forward pass has the same shape, so no CPU kernel sums a row in another order because
+    # of how many rows came with it. This failed on an AMD EPYC before fixed windows.
+    frame = make_table(600, seed=16, anomaly_rate=0.05)
+    whole = detector.score(frame).scored
+    assert whole["is_anomaly"].sum() >= 5  # the reasons are compared too
+    for size in (7, 100, 16384):
+        blocks = [detector.score(frame.iloc[i : i + size]).scored for i in range(0, 600, size)]
+        pd.testing.assert_frame_equal(pd.concat(blocks, ignore_index=True), whole)
+    alone = sorted({*np.flatnonzero(whole["is_anomaly"]), *range(30)})
+    singles = [detector.score(frame.iloc[[i]]).scored for i in alone]
+    pd.testing.assert_frame_equal(
+        pd.concat(singles, ignore_index=True), whole.iloc[alone].reset_index(drop=True)
+    )
+
+
 def test_every_chunk_has_the_same_column_types(tmp_path):
     # a numeric column whose first chunk is all missing, and ids that look numeric
     rows = (

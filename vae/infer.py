@@ -1,0 +1,232 @@
+"""Inference passes of a fitted VAE, shaped so that a row's numbers depend on that row alone;
+and the score scaling.
+
+A CPU's matrix kernels choose their code path, and so the order in which they sum, by the
+shape of the product and by where each row lies in memory. Measured on an AMD EPYC (MKL
+2024.2): a row gave other last bits when scored alone or in a block of 7 rows than in a
+block of 16,384, and, inside one block shape, when it sat 1, 2 or 3 rows further down
+(``Linear(35, 8)``: a row of 35 floats starts on another 16-byte boundary, and products with
+fewer than 12 outputs, such as the latent layers, use a kernel that depends on it). So a
+file scored in chunks of 100 rows got other scores than the same file scored whole.
+
+Two rules remove both causes:
+
+- **one shape**: every forward pass sees a batch of exactly ``window`` rows (the last window
+  of an input padded with zero rows, whose outputs are dropped), ``window`` rounded up to a
+  multiple of :data:`ROW_ALIGN` rows;
+- **one alignment**: every layer works on widths padded with zeros to a multiple of
+  :data:`LANE` floats (64 bytes: an AVX-512 vector, a cache line), its weights and bias
+  padded with zeros (:class:`PaddedVAE`), so each row of every activation starts on a 64-byte
+  boundary and every product has at least 16 outputs. A padded unit computes exactly 0 (zero
+  weights and bias; each activation maps 0 to 0) and adds exactly 0 to every sum.
+
+Every row then goes through the same instructions wherever it sits in a window and whatever
+rows share it, so its numbers are bit-identical across chunkings, block sizes and positions
+(``tests/unit/test_loss_and_model.py`` scores rows alone, in blocks of 7, 100 and 16,384,
+and shifted by 1 to 7 rows, and asserts equality; so does ``tests/unit/test_streaming.py``
+for whole detector outputs, reasons included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from vae.loss import kl_divergence
+from vae.model import VAE
+
+ROW_ALIGN = 64  # rows: a multiple of every kernel's row panel and of the vector widths
+LANE = 16  # floats per padded width unit: 64 bytes
+DEFAULT_WINDOW = 4096
+
+Step = tuple[torch.Tensor, torch.Tensor] | nn.Module  # a padded (weight, bias) or activation
+
+
+def _round_up(n: int, unit: int) -> int:
+    return -(-n // unit) * unit
+
+
+def aligned_window(rows: int) -> int:
+    """``rows`` rounded up to a multiple of :data:`ROW_ALIGN` (at least one panel)."""
+    if rows < 1:
+        raise ValueError(f"an inference window needs at least 1 row, got {rows}")
+    return _round_up(rows, ROW_ALIGN)
+
+
+def as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A float32 tensor of the 2-D array ``x`` on ``device``."""
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array (rows, features), got shape {x.shape}")
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+
+
+def _padded_linear(layer: nn.Linear, width_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's weight ``(out, in)`` and bias, zero-padded to ``(out rounded up, width_in)``."""
+    out, inp = layer.weight.shape
+    weight = layer.weight.new_zeros(_round_up(out, LANE), width_in)
+    weight[:out, :inp] = layer.weight
+    bias = layer.weight.new_zeros(weight.shape[0])
+    if layer.bias is not None:
+        bias[:out] = layer.bias
+    return weight, bias
+
+
+def _padded_stack(layers: nn.Sequential, width: int) -> tuple[list[Step], int]:
+    steps: list[Step] = []
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            weight, bias = _padded_linear(layer, width)
+            steps.append((weight, bias))
+            width = weight.shape[0]
+        elif not isinstance(layer, nn.Dropout):  # dropout is the identity at inference
+            steps.append(layer)  # an activation: maps 0 to 0
+    return steps, width
+
+
+def _run(steps: list[Step], h: torch.Tensor) -> torch.Tensor:
+    for step in steps:
+        h = torch.nn.functional.linear(h, *step) if isinstance(step, tuple) else step(h)
+    return h
+
+
+class PaddedVAE:
+    """A fitted :class:`VAE`'s inference passes on zero-padded widths (see the module notes).
+
+    Built from the model's current weights (cheap: a copy of a few small matrices).
+    ``encode`` / ``decode`` take and give padded tensors, ``(rows, padded width)`` with the
+    real units first; the padding columns of an input must be 0, and those of every output
+    are 0. It mirrors ``VAE.encode`` (latent mean, clamped log-variance) and ``VAE.decode``;
+    a test checks that both agree to float32 rounding.
+    """
+
+    def __init__(self, model: VAE) -> None:
+        self.n_features = model.config.n_features
+        self.width = _round_up(self.n_features, LANE)
+        with torch.no_grad():
+            self.encoder, hidden = _padded_stack(model.encoder, self.width)
+            self.fc_mu = _padded_linear(model.fc_mu, hidden)
+            self.fc_logvar = _padded_linear(model.fc_logvar, hidden)
+            self.decoder, hidden = _padded_stack(model.decoder, self.fc_mu[0].shape[0])
+            self.fc_out = _padded_linear(model.fc_out, hidden)
+            self.precision = self.fc_out[1].new_zeros(self.width)
+            self.precision[: self.n_features] = model.feature_precision()
+        self.device = model.fc_out.weight.device
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = _run(self.encoder, x)
+        mu = torch.nn.functional.linear(h, *self.fc_mu)
+        return mu, torch.nn.functional.linear(h, *self.fc_logvar).clamp(-20.0, 20.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(_run(self.decoder, z), *self.fc_out)
+
+    def windows(self, x: np.ndarray, window: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """``(start, stop, batch)`` over the rows of ``x``: ``batch`` always has
+        ``aligned_window(window)`` rows and the padded width, rows ``start:stop`` of ``x``
+        first, then zero rows; every padding column is 0."""
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"expected an array of shape (rows, {self.n_features}), got {x.shape}")
+        size = aligned_window(window)
+        # torch's CPU allocator aligns to 64 bytes (numpy's only to 16): every window's rows
+        # lie the same way in memory
+        batch = torch.zeros(size, self.width)
+        buffer = batch.numpy()  # the same memory
+        for start in range(0, x.shape[0], size):
+            part = x[start : start + size]
+            buffer[: len(part), : self.n_features] = part
+            buffer[len(part) :] = 0.0
+            # on the CPU the batch is the buffer: its outputs are copied out before the next
+            yield start, start + len(part), batch.to(self.device)
+
+
+@dataclass
+class Scores:
+    recon: np.ndarray  # (n,) squared error (times the decoder precision) summed over features
+    kl: np.ndarray  # (n,)
+
+
+def _numpy(values: torch.Tensor, rows: int) -> np.ndarray:
+    return values[:rows].double().cpu().numpy()
+
+
+def score_arrays(
+    model: VAE,
+    x: np.ndarray,
+    window: int = DEFAULT_WINDOW,
+    mc_samples: int = 0,
+    seed: int = 0,
+) -> Scores:
+    """Per-record reconstruction error and KL, in windows of ``window`` rows.
+
+    Deterministic by default (the decoder is fed the latent mean): a row's numbers do not
+    depend on the other rows of ``x``. With ``mc_samples > 0`` the reconstruction error is
+    averaged over that many posterior samples, seeded once per call: a row's noise then
+    depends on its position in ``x``.
+    """
+    model.eval()
+    net = PaddedVAE(model)
+    recon = np.empty(x.shape[0], dtype=np.float64)
+    kl = np.empty(x.shape[0], dtype=np.float64)
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        if mc_samples > 0:
+            torch.manual_seed(seed)  # inside fork_rng: the caller's random state is kept
+        for start, stop, batch in net.windows(x, window):
+            mu, logvar = net.encode(batch)
+            if mc_samples > 0:
+                err = torch.zeros(batch.shape[0], device=batch.device)
+                for _ in range(mc_samples):
+                    sample = net.decode(VAE.reparameterize(mu, logvar))
+                    err += ((batch - sample).pow(2) * net.precision).sum(1)
+                err /= mc_samples
+            else:
+                err = ((batch - net.decode(mu)).pow(2) * net.precision).sum(1)
+            recon[start:stop] = _numpy(err, stop - start)
+            kl[start:stop] = _numpy(kl_divergence(mu, logvar), stop - start)
+    return Scores(recon=recon, kl=kl)
+
+
+def kl_array(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """Per-record KL of the posterior from the prior: the encoder alone (no decoding)."""
+    model.eval()
+    net = PaddedVAE(model)
+    out = np.empty(x.shape[0], dtype=np.float64)
+    with torch.inference_mode():
+        for start, stop, batch in net.windows(x, window):
+            out[start:stop] = _numpy(kl_divergence(*net.encode(batch)), stop - start)
+    return out
+
+
+def reconstruct(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """The decoder mean for the latent mean of each row, shape ``(n, n_features)``."""
+    model.eval()
+    net = PaddedVAE(model)
+    out = np.empty(x.shape, dtype=np.float64)
+    with torch.inference_mode():
+        for start, stop, batch in net.windows(x, window):
+            recon = net.decode(net.encode(batch)[0])[:, : net.n_features]
+            out[start:stop] = _numpy(recon, stop - start)
+    return out
+
+
+@dataclass(frozen=True)
+class LogScale:
+    """Standardisation of the log of a non-negative term: ``z = (log(v + eps) - mean) / std``,
+    ``eps`` a thousandth of the term's median (a term of 0 stays finite), ``std`` floored."""
+
+    eps: float
+    mean: float
+    std: float
+
+    @staticmethod
+    def fit(values: np.ndarray) -> LogScale:
+        eps = max(1e-3 * float(np.median(values)), 1e-12) if len(values) else 1e-12
+        logged = np.log(values + eps)
+        return LogScale(eps, float(logged.mean()), float(logged.std()))
+
+    def z(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):  # a NaN term stays NaN
+            return (np.log(values + self.eps) - self.mean) / max(self.std, 1e-6)
