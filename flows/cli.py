@@ -7,9 +7,12 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from pipeline.outputs import Manifest
 
 app = typer.Typer(
     name="vae-anomaly",
@@ -106,8 +109,8 @@ def score(
     """Score files with the registered model (by alias) and write scored/flagged outputs."""
     from flows.score import DEFAULT_BATCH, ScoringError, score_flow
     from pipeline.ingest import InputError
+    from pipeline.registry import RegistryError
     from pipeline.schema import SchemaError
-    from pipeline.tracking import RegistryError
 
     try:
         manifests = score_flow(
@@ -124,25 +127,24 @@ def score(
         _print_manifest(m, top)
 
 
-def _print_manifest(m: dict[str, Any], top: int) -> None:
+def _print_manifest(m: Manifest, top: int) -> None:
     import pandas as pd
 
-    from pipeline.batch import REPORT_FILE
+    from pipeline.outputs import FLAGGED_FILE, REPORT_FILE
 
-    out_dir = Path(m.get("output_dir") or Path(m["manifest_path"]).parent)
-    state = "already scored, skipped" if m.get("skipped") else "scored"
+    out_dir = Path(m.output_dir)
+    state = "already scored, skipped" if m.skipped else "scored"
     typer.echo(
-        f"\n{m['input_path']}: {state} with {m['model_name']} version {m['model_version']}\n"
-        f"  rows read {m['rows_read']}, scored {m['rows_scored']}, flagged {m['rows_flagged']}, "
-        f"rejected {m['rows_rejected']} (threshold {m['threshold']:.4g})\n  outputs: {out_dir}"
+        f"\n{m.input_path}: {state} with {m.model_name} version {m.model_version}\n"
+        f"  rows read {m.rows_read}, scored {m.rows_scored}, flagged {m.rows_flagged}, "
+        f"rejected {m.rows_rejected} (threshold {m.threshold:.4g})\n  outputs: {out_dir}"
     )
-    drift = m.get("drift") or {}
-    if drift.get("drifted"):
-        typer.secho(f"  WARNING {drift['warning']}", fg=typer.colors.YELLOW)
+    if m.drift.drifted:
+        typer.secho(f"  WARNING {m.drift.warning}", fg=typer.colors.YELLOW)
     if (out_dir / REPORT_FILE).is_file():
         typer.echo(f"  report: {out_dir / REPORT_FILE}")
-    flagged_path = out_dir / "flagged.csv"
-    if top > 0 and m["rows_flagged"] and flagged_path.is_file():
+    flagged_path = out_dir / FLAGGED_FILE
+    if top > 0 and m.rows_flagged and flagged_path.is_file():
         flagged = pd.read_csv(flagged_path, nrows=top)
         keep = [
             c
@@ -165,9 +167,9 @@ def promote(
 ) -> None:
     """Move the champion alias to VERSION if it passes the promotion gate."""
     from pipeline.config import Settings
-    from pipeline.registry import PromotionRefused
-    from pipeline.registry import promote as promote_version
-    from pipeline.tracking import RegistryError
+    from pipeline.promotion import PromotionRefused
+    from pipeline.promotion import promote as promote_version
+    from pipeline.registry import RegistryError
 
     try:
         done = promote_version(Settings(), version, reference, force=force, reason=reason)
@@ -261,18 +263,19 @@ def report(
     """Flag rate and drift across scoring runs (monitoring table), and the report files."""
     import pandas as pd
 
-    from pipeline.batch import MONITORING_FILE, REPORT_FILE, write_monitoring
     from pipeline.config import Settings
+    from pipeline.monitoring import MONITORING_FILE, write_monitoring
+    from pipeline.outputs import REPORT_FILE
 
     settings = Settings()
     root = output_root or settings.scoring.output_root
     if training is not None:
+        from pipeline.registry import RegistryError, load_detector, resolve_alias
         from pipeline.report import render_training_report
-        from pipeline.tracking import RegistryError, load_detector, resolve_alias
 
         try:
             ref = resolve_alias(settings, alias)
-            detector = load_detector(ref)
+            detector = load_detector(ref, settings.training.device)
         except RegistryError as exc:
             _fail(str(exc))
             return
@@ -311,10 +314,10 @@ def show(
 ) -> None:
     """Show which model version an alias points to."""
     from pipeline.config import Settings
-    from pipeline.tracking import RegistryError, describe, resolve_alias
+    from pipeline.registry import RegistryError, resolve_alias
 
     try:
-        typer.echo(json.dumps(describe(resolve_alias(Settings(), alias)), indent=1))
+        typer.echo(json.dumps(resolve_alias(Settings(), alias).describe(), indent=1))
     except RegistryError as exc:
         _fail(str(exc))
 

@@ -29,20 +29,16 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner
 from pydantic import SecretStr
 
-from flows._settings import Overrides, retry_transient, settings_for_run
-from pipeline.batch import (
-    FLAGGED_FILE,
-    MANIFEST_FILE,
-    MONITORING_FILE,
-    REPORT_FILE,
-    OutputBusyError,
-    expand_inputs,
-    score_file,
-    write_monitoring,
-)
+from flows._settings import Overrides, settings_for_run
+from flows._tasks import io_task
+from pipeline.batch import score_file
 from pipeline.config import PROJECT_ROOT, ScoringSettings, Settings, redact
 from pipeline.detector import AnomalyDetector
-from pipeline.tracking import ModelRef, load_detector, log_scoring_run, resolve_alias
+from pipeline.ingest import expand_inputs
+from pipeline.monitoring import MONITORING_FILE, write_monitoring
+from pipeline.outputs import FLAGGED_FILE, MANIFEST_FILE, REPORT_FILE, Manifest, OutputBusyError
+from pipeline.registry import ModelRef, load_detector, resolve_alias
+from pipeline.tracking import log_scoring_run
 
 DEFAULT_BATCH = str(PROJECT_ROOT / "data" / "sample" / "batch.csv")
 # the tasks' time limits by default; each run applies its settings' values (with_options)
@@ -66,7 +62,8 @@ class ScoringJob:
     output_root: str
     run_date: str
     force: bool
-    lock_timeout_seconds: float
+    scoring: ScoringSettings  # how to run: chunk and batch sizes, reasons, Monte Carlo, lock
+    device: str
 
 
 @dataclass(frozen=True)
@@ -74,89 +71,69 @@ class FileOutcome:
     """The manifest of one input file, or why it could not be scored."""
 
     path: str
-    manifest: dict[str, Any] | None
+    manifest: Manifest | None
     error: str | None
 
 
 @functools.lru_cache(maxsize=4)
-def cached_detector(tracking_uri: str, ref: ModelRef) -> AnomalyDetector:
+def cached_detector(tracking_uri: str, ref: ModelRef, device: str) -> AnomalyDetector:
     """The detector of ``ref`` from the registry at ``tracking_uri``, loaded once per process."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return load_detector(ref)
+    return load_detector(ref, device)
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=[2, 5, 15],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=_LIMITS.io_timeout_seconds,
-    cache_policy=NO_CACHE,
-)
+@io_task(timeout_seconds=_LIMITS.io_timeout_seconds)
 def list_inputs(inputs: list[str] | str) -> list[str]:
     """The files to score (paths, globs and folders expanded)."""
     return [str(path) for path in expand_inputs(inputs)]
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=[2, 5, 15],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=_LIMITS.io_timeout_seconds,
-    cache_policy=NO_CACHE,
-)
+@io_task(timeout_seconds=_LIMITS.io_timeout_seconds)
 def resolve_model(settings: Settings, alias: str | None) -> ModelRef:
     """``models:/NAME@alias`` -> a version, once per run (RegistryError when missing)."""
     return resolve_alias(settings, alias)
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=_LIMITS.io_timeout_seconds,
-    cache_policy=NO_CACHE,
-)
-def load_model(tracking_uri: str, ref: ModelRef) -> str:
+@io_task(timeout_seconds=_LIMITS.io_timeout_seconds)
+def load_model(tracking_uri: str, ref: ModelRef, device: str) -> str:
     """Load the model in the flow's process (checksums verified): a broken model fails early."""
-    detector = cached_detector(tracking_uri, ref)
+    detector = cached_detector(tracking_uri, ref, device)
     return f"{ref.uri} (threshold {detector.threshold_:.4g})"
 
 
 @task(cache_policy=NO_CACHE)
 def log_run(
-    settings: Settings, ref: ModelRef, run_date: str, manifests: list[dict[str, Any]], root: Path
+    settings: Settings, ref: ModelRef, run_date: str, manifests: list[Manifest], root: Path
 ) -> str:
     """Log this run's flag rate, drift and reports to MLflow (the scoring experiment)."""
     attachments = [(root / MONITORING_FILE, "")]
     for manifest in manifests:
-        folder = Path(manifest["output_dir"])
+        folder = Path(manifest.output_dir)
         attachments += [
             (folder / name, f"outputs/{folder.name}") for name in (REPORT_FILE, MANIFEST_FILE)
         ]
     return log_scoring_run(settings, ref, run_date, manifests, attachments)
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
-def score_one_file(path: str, job: ScoringJob) -> dict[str, Any]:
+@io_task(timeout_seconds=None, retries=2)
+def score_one_file(path: str, job: ScoringJob) -> Manifest:
     """Score one file into its output folder (skipped if already scored by this version).
 
     Its time limit (``scoring.file_timeout_seconds``) is set where it runs in the flow's thread
     (:func:`score_files_in_turn`), not on Dask, where a worker thread cannot be interrupted.
     """
     return score_file(
-        functools.partial(cached_detector, job.tracking_uri.get_secret_value(), job.ref),
+        functools.partial(
+            cached_detector, job.tracking_uri.get_secret_value(), job.ref, job.device
+        ),
         job.ref,
         Path(path),
         Path(job.output_root),
         job.run_date,
         force=job.force,
-        lock_timeout_seconds=job.lock_timeout_seconds,
+        lock_timeout_seconds=job.scoring.lock_timeout_seconds,
+        scoring=job.scoring,
     )
 
 
@@ -235,7 +212,7 @@ def score_flow(
     run_date: str | None = None,
     force: bool = False,
     overrides: Overrides | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Manifest]:
     """Score files (paths, globs or folders) with ``models:/NAME@alias``, resolved once.
 
     Writes ``<output_root>/<run date>/<input stem>/`` per file; a file already scored with the
@@ -256,14 +233,16 @@ def score_flow(
     ref = resolve_model.with_options(**io_options)(settings, alias)
     logger.info("models:/%s@%s -> version %s", ref.name, ref.alias, ref.version)
     tracking_uri = settings.tracking.resolved_uri()
-    load_model.with_options(**io_options)(tracking_uri, ref)
+    device = settings.training.device
+    load_model.with_options(**io_options)(tracking_uri, ref, device)
     job = ScoringJob(
         ref=ref,
         tracking_uri=SecretStr(tracking_uri),
         output_root=str(root.resolve()),
         run_date=partition,
         force=force,
-        lock_timeout_seconds=scoring.lock_timeout_seconds,
+        scoring=scoring,
+        device=device,
     )
     logger.info("%d file(s) to score with executor %s", len(files), scoring.executor)
     if scoring.executor == "dask":
@@ -276,11 +255,10 @@ def score_flow(
         )
     manifests = [o.manifest for o in outcomes if o.manifest is not None]
     failures = [o for o in outcomes if o.error is not None]
-    fresh = [m for m in manifests if not m["skipped"]]
+    fresh = [m for m in manifests if not m.skipped]
     for manifest in fresh:
-        drift = manifest.get("drift") or {}
-        if drift.get("drifted"):
-            logger.warning("%s: %s", Path(manifest["input_path"]).name, drift.get("warning"))
+        if manifest.drift.drifted:
+            logger.warning("%s: %s", Path(manifest.input_path).name, manifest.drift.warning)
     mlflow_run = ""
     if fresh:  # the monitoring table across runs, rebuilt from the manifests once per run
         try:
@@ -316,20 +294,18 @@ def score_flow(
     return manifests
 
 
-def _drift_cell(manifest: dict[str, Any]) -> str:
-    drift = manifest.get("drift")
-    if not drift:
-        return "n/a"
-    if drift.get("drifted"):
-        return f"**DRIFT** ({drift.get('worst_column')}, PSI {drift.get('max_psi') or 0:.2f})"
-    if drift.get("max_psi") is None:
+def _drift_cell(manifest: Manifest) -> str:
+    drift = manifest.drift
+    if drift.drifted:
+        return f"**DRIFT** ({drift.worst_column}, PSI {drift.max_psi or 0:.2f})"
+    if drift.max_psi is None:
         return "not judged"
-    return f"ok (max PSI {drift['max_psi']:.2f})"
+    return f"ok (max PSI {drift.max_psi:.2f})"
 
 
 def _summary_markdown(
     ref: ModelRef,
-    manifests: list[dict[str, Any]],
+    manifests: list[Manifest],
     failures: list[FileOutcome],
     seconds: float,
     mlflow_run: str = "",
@@ -341,23 +317,22 @@ def _summary_markdown(
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in manifests:
-        scored = int(m["rows_scored"])
-        rate = m["rows_flagged"] / scored if scored else 0.0
-        report = Path(m["output_dir"]) / REPORT_FILE
+        rate = m.rows_flagged / m.rows_scored if m.rows_scored else 0.0
+        report = Path(m.output_dir) / REPORT_FILE
         lines.append(
-            f"| {Path(m['input_path']).name} | {m['rows_read']} | {scored} | "
-            f"{m['rows_flagged']} | {rate:.2%} | {m['rows_rejected']} | {_drift_cell(m)} | "
-            f"{m['threshold']:.4g} | {m['skipped']} | `{report}` |"
+            f"| {Path(m.input_path).name} | {m.rows_read} | {m.rows_scored} | "
+            f"{m.rows_flagged} | {rate:.2%} | {m.rows_rejected} | {_drift_cell(m)} | "
+            f"{m.threshold:.4g} | {m.skipped} | `{report}` |"
         )
-    drifted = [m for m in manifests if (m.get("drift") or {}).get("drifted")]
+    drifted = [m for m in manifests if m.drift.drifted]
     if drifted:
         lines.append("\n**Data drift:**\n")
-        lines += [f"- {Path(m['input_path']).name}: {m['drift']['warning']}" for m in drifted]
-    fresh = [m for m in manifests if not m["skipped"]]
+        lines += [f"- {Path(m.input_path).name}: {m.drift.warning}" for m in drifted]
+    fresh = [m for m in manifests if not m.skipped]
     lines.append(
-        f"\nScored {len(fresh)} file(s) now: {sum(m['rows_read'] for m in fresh)} rows read, "
-        f"{sum(m['rows_flagged'] for m in fresh)} flagged, "
-        f"{sum(m['rows_rejected'] for m in fresh)} rejected; "
+        f"\nScored {len(fresh)} file(s) now: {sum(m.rows_read for m in fresh)} rows read, "
+        f"{sum(m.rows_flagged for m in fresh)} flagged, "
+        f"{sum(m.rows_rejected for m in fresh)} rejected; "
         f"{len(manifests) - len(fresh)} skipped (already scored with this version)."
     )
     if failures:
@@ -369,15 +344,15 @@ def _summary_markdown(
     return "\n".join(lines)
 
 
-def _top_anomalies(manifests: list[dict[str, Any]], n: int = 20) -> list[dict[str, Any]]:
+def _top_anomalies(manifests: list[Manifest], n: int = 20) -> list[dict[str, Any]]:
     """The ``n`` highest-scored flagged rows of the files scored in this run."""
     import pandas as pd
 
     frames = []
     for m in manifests:
-        flagged = Path(m["output_dir"]) / FLAGGED_FILE
-        if not m["skipped"] and m["rows_flagged"] and flagged.is_file():
-            frames.append(pd.read_csv(flagged, nrows=n).assign(input=Path(m["input_path"]).name))
+        flagged = Path(m.output_dir) / FLAGGED_FILE
+        if not m.skipped and m.rows_flagged and flagged.is_file():
+            frames.append(pd.read_csv(flagged, nrows=n).assign(input=Path(m.input_path).name))
     if not frames:
         return []
     top = pd.concat(frames).sort_values("anomaly_score", ascending=False).head(n)

@@ -5,17 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._settings import Overrides, retry_transient, settings_for_run
+from flows._settings import Overrides, settings_for_run
+from flows._tasks import io_task
 from pipeline.checksums import sha256_file
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import read_table
 from pipeline.progress import epoch_progress
+from pipeline.report import loss_curves, render_training_report, score_histogram
 from pipeline.tracking import log_training_run
 
 DEFAULT_TRAIN_DATA = str(PROJECT_ROOT / "data" / "sample" / "train.csv")
@@ -26,13 +29,7 @@ READ_TIMEOUT_SECONDS = 900
 MLFLOW_TIMEOUT_SECONDS = 900
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=READ_TIMEOUT_SECONDS,
-    cache_policy=NO_CACHE,
-)
+@io_task(timeout_seconds=READ_TIMEOUT_SECONDS, retries=2)
 def read_training_table(path: str) -> pd.DataFrame:
     return read_table(path)
 
@@ -55,17 +52,31 @@ def fit_detector(frame: pd.DataFrame, settings: Settings) -> AnomalyDetector:
     return detector
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=MLFLOW_TIMEOUT_SECONDS,
-    cache_policy=NO_CACHE,
-)
+@io_task(timeout_seconds=MLFLOW_TIMEOUT_SECONDS, retries=2)
 def log_and_register(
     detector: AnomalyDetector, frame: pd.DataFrame, data_path: str, settings: Settings
 ) -> dict[str, Any]:
-    ref = log_training_run(detector, frame, data_path, settings, sha256_file(Path(data_path)))
+    digest = sha256_file(Path(data_path))
+    figures = {
+        "plots/loss_curves.png": loss_curves(detector.history_, detector.best_epoch_),
+        "plots/score_histogram.png": score_histogram(
+            detector.validation_scores_, detector.threshold_
+        ),
+    }
+
+    def report(run_id: str) -> str:
+        return render_training_report(
+            detector,
+            frame,
+            input_name=Path(data_path).name,
+            details={"data sha256": digest, "run id": run_id},
+        )
+
+    try:
+        ref = log_training_run(detector, frame, data_path, settings, digest, report, figures)
+    finally:
+        for figure in figures.values():
+            plt.close(figure)
     return {
         "model_name": ref.name,
         "model_version": ref.version,

@@ -1,169 +1,156 @@
-"""Promotion: move the ``champion`` alias to a version, behind a gate that needs no labels.
+"""MLflow's Model Registry: where the store is, versions by alias, loading, registering.
 
-The gate scores a reference batch (by default the validation split saved with the candidate
-at training time, or a file the user names) and requires:
+``ModelRef`` (a resolved version) and the registry errors are importable without MLflow: this
+module imports MLflow only inside the functions that talk to it, so the scoring loop
+(:mod:`pipeline.batch`) can name a model version without loading the MLflow client.
 
-1. every row scored, every score finite;
-2. a flag rate within ``[0.5, 2] x`` the configured contamination;
-3. where the reference has a ``label`` column and a champion exists: the candidate's ROC-AUC on
-   the reference is not more than 0.01 below the champion's on the same rows.
-
-``force`` overrides a failed gate; the reason is recorded as a tag on the version.
+Aliases: every new version gets the challenger alias; the very first version (or a version
+registered when no version holds champion) also gets champion; later only
+:func:`pipeline.promotion.promote` moves champion. Scoring resolves an alias once per run.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from sklearn.metrics import roc_auc_score
+from pipeline.config import Settings, redact
 
-from pipeline.config import Settings
-from pipeline.detector import AnomalyDetector
-from pipeline.ingest import read_table
-from pipeline.tracking import ModelRef, RegistryError, configure, load_detector, resolve_alias
-
-logger = logging.getLogger(__name__)
-
-FLAG_RATE_BAND = (0.5, 2.0)
-MAX_AUC_DROP = 0.01
-LABEL_COLUMN = "label"
+if TYPE_CHECKING:
+    from pipeline.detector import AnomalyDetector
 
 
-class PromotionRefused(RuntimeError):
-    """The candidate failed the gate (and ``force`` was not given)."""
+class RegistryError(RuntimeError):
+    """The registered model or alias asked for does not exist (or the registry is unreachable)."""
 
 
-@dataclass
-class GateResult:
-    passed: bool
-    failures: list[str] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
+class RegistryUnavailableError(RegistryError):
+    """The tracking server could not be reached: a retry later may succeed."""
 
 
-def _flag_rate_and_scores(
-    detector: AnomalyDetector, reference: pd.DataFrame
-) -> tuple[float, np.ndarray, int]:
-    result = detector.score(reference, source="reference batch")
-    scores = result.scored["anomaly_score"].to_numpy(dtype=np.float64)
-    rate = float(result.scored["is_anomaly"].mean()) if len(scores) else float("nan")
-    return rate, scores, len(result.rejected)
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version resolved from an alias."""
 
-
-def gate(
-    candidate: AnomalyDetector,
-    reference: pd.DataFrame,
-    contamination: float,
-    champion: AnomalyDetector | None = None,
-) -> GateResult:
-    """Check ``candidate`` on ``reference``; see the module docstring for the rules."""
-    failures: list[str] = []
-    metrics: dict[str, float] = {}
-    if len(reference) == 0:
-        return GateResult(False, ["the reference batch has no rows"], metrics)
-    rate, scores, n_rejected = _flag_rate_and_scores(candidate, reference)
-    metrics.update({"reference_rows": float(len(reference)), "flag_rate": rate})
-    if n_rejected:
-        failures.append(f"{n_rejected} reference row(s) could not be scored")
-    if not np.isfinite(scores).all():
-        failures.append(f"{int((~np.isfinite(scores)).sum())} score(s) are not finite")
-    low, high = FLAG_RATE_BAND[0] * contamination, FLAG_RATE_BAND[1] * contamination
-    if not low <= rate <= high:
-        failures.append(
-            f"flag rate {rate:.4f} on the reference is outside [{low:.4f}, {high:.4f}] "
-            f"({FLAG_RATE_BAND[0]}-{FLAG_RATE_BAND[1]} x contamination {contamination})"
-        )
-    labels = _labels(reference, n_rejected) if np.isfinite(scores).all() else None
-    if labels is not None and champion is not None:
-        auc = float(roc_auc_score(labels, scores))
-        _, champion_scores, champion_rejected = _flag_rate_and_scores(champion, reference)
-        if champion_rejected:
-            failures.append(
-                "the champion cannot score the reference batch; compare by hand or use --force"
-            )
-        else:
-            champion_auc = float(roc_auc_score(labels, champion_scores))
-            metrics.update({"roc_auc": auc, "champion_roc_auc": champion_auc})
-            if auc < champion_auc - MAX_AUC_DROP:
-                failures.append(
-                    f"ROC-AUC {auc:.4f} on the reference is more than {MAX_AUC_DROP} below the "
-                    f"champion's {champion_auc:.4f}"
-                )
-    elif labels is not None:
-        metrics["roc_auc"] = float(roc_auc_score(labels, scores))
-    return GateResult(not failures, failures, metrics)
-
-
-def _labels(reference: pd.DataFrame, n_rejected: int) -> np.ndarray | None:
-    if LABEL_COLUMN not in reference or n_rejected:
-        return None
-    labels = pd.to_numeric(reference[LABEL_COLUMN], errors="coerce")
-    if labels.isna().any() or labels.nunique() < 2:
-        return None
-    return labels.to_numpy(dtype=int)
-
-
-@dataclass
-class Promotion:
+    name: str
     version: str
-    previous_champion: str | None
-    gate: GateResult
-    forced: bool
+    run_id: str
+    alias: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def describe(self) -> dict[str, Any]:
+        """The model's facts as the outputs name them."""
+        return {"model_name": self.name, "model_version": self.version, "model_run_id": self.run_id}
 
 
-def promote(
-    settings: Settings,
-    version: str,
-    reference_path: str | Path | None = None,
-    force: bool = False,
-    reason: str | None = None,
-) -> Promotion:
-    """Move the champion alias to ``version`` if it passes the gate (or ``force`` with a reason)."""
-    if force and not (reason and reason.strip()):
-        raise ValueError("--force needs a --reason: it is recorded on the model version")
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Hide MLflow's advice that does not apply here (type hints on predict, int columns)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column")
+        yield
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the configured store; create the local SQLite folder if needed."""
+    import mlflow
+
+    uri = settings.tracking.resolved_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
+    """Resolve ``models:/NAME@alias`` to a version once, with a clear error when it is missing."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
     configure(settings)
     name = settings.tracking.registered_model
-    client = MlflowClient()
+    alias = alias or settings.tracking.champion_alias
     try:
-        model_version = client.get_model_version(name, str(version))
+        version = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        detail = redact(_first_line(str(exc)))
+        unreachable = "Max retries exceeded" in detail or "Connection" in detail
+        hint = (
+            "check that the tracking server is up and reachable (MLFLOW_TRACKING_URI)"
+            if unreachable
+            else "train a model first (vae-anomaly train) or set the alias"
+        )
+        error = RegistryUnavailableError if unreachable else RegistryError
+        where = redact(settings.tracking.resolved_uri())
+        raise error(f"cannot resolve models:/{name}@{alias} at {where}: {detail}; {hint}") from None
+    return ModelRef(
+        name=name, version=str(version.version), run_id=str(version.run_id), alias=alias
+    )
+
+
+def version_ref(settings: Settings, version: str) -> ModelRef:
+    """The registered ``version`` of the configured model (RegistryError when it is missing)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(settings)
+    name = settings.tracking.registered_model
+    try:
+        model_version = MlflowClient().get_model_version(name, str(version))
     except MlflowException:
         raise RegistryError(f"model {name!r} has no version {version!r}") from None
-    candidate = load_detector(ModelRef(name, str(version), str(model_version.run_id), alias=""))
-    reference = read_table(reference_path) if reference_path else candidate.reference_frame_
-    try:
-        current: ModelRef | None = resolve_alias(settings, settings.tracking.champion_alias)
-    except RegistryError:
-        current = None
-    champion = load_detector(current) if current and current.version != str(version) else None
-    result = gate(candidate, reference, settings.threshold.contamination, champion)
-    for failure in result.failures:
-        logger.warning("gate: %s", failure)
-    if not result.passed and not force:
-        raise PromotionRefused(
-            f"version {version} of {name!r} failed the promotion gate: "
-            + "; ".join(result.failures)
-        )
-    client.set_registered_model_alias(name, settings.tracking.champion_alias, str(version))
-    tags: dict[str, Any] = {
-        "promoted_at": datetime.now(UTC).isoformat(),
-        "promotion_gate": "passed" if result.passed else "forced",
-        **{f"gate_{k}": f"{v:.6g}" for k, v in result.metrics.items()},
-    }
-    if not result.passed:
-        tags["forced_reason"] = reason
-        tags["gate_failures"] = "; ".join(result.failures)[:5000]
+    return ModelRef(name, str(version), str(model_version.run_id), alias="")
+
+
+def load_detector(ref: ModelRef, device: str | None = None) -> AnomalyDetector:
+    """Load a registered version through MLflow's pyfunc loader (checksums verified), on
+    ``device`` when given (else the saved ``training.device``)."""
+    import mlflow
+
+    from vae import pick_device
+
+    with quiet_mlflow():
+        model = mlflow.pyfunc.load_model(ref.uri)
+    detector: AnomalyDetector = model.unwrap_python_model().detector
+    if device is not None:
+        target = pick_device(device)
+        detector.model_.to(target)
+        detector.device_ = str(target)
+    return detector
+
+
+def register_version(settings: Settings, model_uri: str, tags: dict[str, str]) -> ModelRef:
+    """Register the logged model at ``model_uri`` as a new version with ``tags``; give it the
+    challenger alias, and champion when it is the first version or no version holds it (a
+    retried registration after a failure between registering and setting the alias)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    name = settings.tracking.registered_model
+    version = mlflow.register_model(model_uri, name)
+    client = MlflowClient()
     for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), key, str(value))
-    return Promotion(
-        version=str(version),
-        previous_champion=current.version if current else None,
-        gate=result,
-        forced=not result.passed,
+        client.set_model_version_tag(name, version.version, key, value)
+    client.set_registered_model_alias(name, settings.tracking.challenger_alias, version.version)
+    champion = settings.tracking.champion_alias
+    if int(version.version) == 1 or champion not in client.get_registered_model(name).aliases:
+        client.set_registered_model_alias(name, champion, version.version)
+    return ModelRef(
+        name=name,
+        version=str(version.version),
+        run_id=str(version.run_id),
+        alias=settings.tracking.challenger_alias,
     )

@@ -1,4 +1,6 @@
-"""MLflow: tracking URI, experiment, logging a trained detector, registry and aliases."""
+"""MLflow tracking: log a training run (params, losses, data, report, the model) and a
+scheduled scoring run (flag rate, drift, reports). The registry side (versions, aliases,
+loading) is :mod:`pipeline.registry`; reports arrive rendered (HTML, figures)."""
 
 from __future__ import annotations
 
@@ -7,24 +9,24 @@ import logging
 import re
 import subprocess
 import tempfile
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from pipeline.config import PROJECT_ROOT, Settings, redact
+from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.detector import AnomalyDetector
-from pipeline.report import render_training_report
+from pipeline.registry import ModelRef, configure, quiet_mlflow, register_version
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from pipeline.outputs import Manifest
 
 logger = logging.getLogger(__name__)
 TRAINING_REPORT = "reports/training_report.html"
@@ -43,50 +45,9 @@ REQUIREMENTS = [
 ]
 
 
-class RegistryError(RuntimeError):
-    """The registered model or alias asked for does not exist (or the registry is unreachable)."""
-
-
-class RegistryUnavailableError(RegistryError):
-    """The tracking server could not be reached: a retry later may succeed."""
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A registered model version resolved from an alias."""
-
-    name: str
-    version: str
-    run_id: str
-    alias: str
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-
-@contextmanager
-def _quiet_mlflow() -> Iterator[None]:
-    """Hide MLflow's advice that does not apply here (type hints on predict, int columns)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
-        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column")
-        yield
-
-
 def pip_requirements() -> list[str]:
     """The model's requirements, pinned to the versions in use (local version tags dropped)."""
     return [f"{name}=={package_version(name).split('+')[0]}" for name in REQUIREMENTS]
-
-
-def configure(settings: Settings) -> str:
-    """Point MLflow at the configured store; create the local SQLite folder if needed."""
-    uri = settings.tracking.resolved_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
 
 
 def ensure_experiment(settings: Settings, name: str | None = None) -> str:
@@ -135,13 +96,13 @@ def log_training_run(
     data_path: str,
     settings: Settings,
     data_digest: str,
+    report: Callable[[str], str],
+    figures: dict[str, Figure],
 ) -> ModelRef:
-    """Log params, per-epoch losses, threshold, data and model; register a new version.
-
-    Every new version gets the challenger alias; the very first version also gets champion.
-    """
+    """Log params, per-epoch losses, threshold, data, figures (artifact path -> figure), the
+    training report (``report(run_id)``: its HTML) and the model; register a new version
+    (:func:`pipeline.registry.register_version`)."""
     experiment_id = ensure_experiment(settings)
-    name = settings.tracking.registered_model
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(settings.flat_params())
         mlflow.log_params(
@@ -167,27 +128,20 @@ def log_training_run(
                 **{f"val_score_q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 99)},
             }
         )
-        _log_figures(detector)
-        mlflow.log_text(
-            render_training_report(
-                detector,
-                frame,
-                input_name=Path(data_path).name,
-                details={"data sha256": data_digest, "run id": run.info.run_id},
-            ),
-            TRAINING_REPORT,
-        )
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, name)
+        mlflow.log_text(report(run.info.run_id), TRAINING_REPORT)
         dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             frame, source=data_path, name=Path(data_path).name, digest=data_digest[:32]
         )
         mlflow.log_input(dataset, context="training")
         example = _model_frame(detector, frame)
         output = detector.score(example).all_rows()
-        with _quiet_mlflow():
+        with quiet_mlflow():
             signature = infer_signature(
                 example, output, params={"threshold": -1.0, "mc_samples": 0, "model_version": ""}
             )
-        with tempfile.TemporaryDirectory() as tmp, _quiet_mlflow():
+        with tempfile.TemporaryDirectory() as tmp, quiet_mlflow():
             saved = detector.save(Path(tmp) / "detector")
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -199,8 +153,6 @@ def log_training_run(
                 pip_requirements=pip_requirements(),
             )
         run_id = run.info.run_id
-    version = mlflow.register_model(info.model_uri, name)
-    client = MlflowClient()
     tags = {
         "training_data_digest": data_digest,
         "threshold": f"{detector.threshold_:.6g}",
@@ -209,77 +161,9 @@ def log_training_run(
         "best_val_loss": f"{detector.history_[detector.best_epoch_ - 1].val_loss:.6g}",
         "val_score_q99": f"{float(np.quantile(detector.validation_scores_, 0.99)):.6g}",
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, settings.tracking.challenger_alias, version.version)
-    champion = settings.tracking.champion_alias
-    # the first version gets champion; so does a version registered when none holds it (a
-    # retried registration after a failure between registering and setting the alias)
-    if int(version.version) == 1 or champion not in client.get_registered_model(name).aliases:
-        client.set_registered_model_alias(name, champion, version.version)
-    logger.info("registered %s version %s (run %s)", name, version.version, run_id)
-    return ModelRef(
-        name=name,
-        version=str(version.version),
-        run_id=run_id,
-        alias=settings.tracking.challenger_alias,
-    )
-
-
-def _log_figures(detector: AnomalyDetector) -> None:
-    import matplotlib.pyplot as plt
-
-    from pipeline.plots import loss_curves, score_histogram
-
-    for figure, name in (
-        (loss_curves(detector.history_, detector.best_epoch_), "plots/loss_curves.png"),
-        (
-            score_histogram(detector.validation_scores_, detector.threshold_),
-            "plots/score_histogram.png",
-        ),
-    ):
-        mlflow.log_figure(figure, name)
-        plt.close(figure)
-
-
-def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
-    """Resolve ``models:/NAME@alias`` to a version once, with a clear error when it is missing."""
-    configure(settings)
-    name = settings.tracking.registered_model
-    alias = alias or settings.tracking.champion_alias
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        detail = redact(_first_line(str(exc)))
-        unreachable = "Max retries exceeded" in detail or "Connection" in detail
-        hint = (
-            "check that the tracking server is up and reachable (MLFLOW_TRACKING_URI)"
-            if unreachable
-            else "train a model first (vae-anomaly train) or set the alias"
-        )
-        error = RegistryUnavailableError if unreachable else RegistryError
-        where = redact(settings.tracking.resolved_uri())
-        raise error(f"cannot resolve models:/{name}@{alias} at {where}: {detail}; {hint}") from None
-    return ModelRef(
-        name=name, version=str(version.version), run_id=str(version.run_id), alias=alias
-    )
-
-
-def load_detector(ref: ModelRef) -> AnomalyDetector:
-    """Load a registered version through MLflow's pyfunc loader (checksums verified)."""
-    with _quiet_mlflow():
-        model = mlflow.pyfunc.load_model(ref.uri)
-    detector: AnomalyDetector = model.unwrap_python_model().detector
-    return detector
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
-
-
-def describe(ref: ModelRef) -> dict[str, Any]:
-    return {"model_name": ref.name, "model_version": ref.version, "model_run_id": ref.run_id}
+    ref = register_version(settings, info.model_uri, tags)
+    logger.info("registered %s version %s (run %s)", ref.name, ref.version, run_id)
+    return ref
 
 
 def scoring_experiment(settings: Settings) -> str:
@@ -291,7 +175,7 @@ def log_scoring_run(
     settings: Settings,
     ref: ModelRef,
     run_date: str,
-    manifests: list[dict[str, Any]],
+    manifests: list[Manifest],
     attachments: list[tuple[Path, str]],
 ) -> str:
     """Log one scheduled scoring run: flag rate and drift as metrics, reports as artifacts.
@@ -302,14 +186,14 @@ def log_scoring_run(
     the run id.
     """
     experiment_id = ensure_experiment(settings, scoring_experiment(settings))
-    scored = sum(int(m["rows_scored"]) for m in manifests)
-    flagged = sum(int(m["rows_flagged"]) for m in manifests)
+    scored = sum(m.rows_scored for m in manifests)
+    flagged = sum(m.rows_flagged for m in manifests)
     psi: dict[str, float] = {}
     for manifest in manifests:
-        for column, value in (manifest.get("drift") or {}).get("psi", {}).items():
-            psi[column] = max(psi.get(column, 0.0), float(value))
+        for column, value in manifest.drift.psi.items():
+            psi[column] = max(psi.get(column, 0.0), value)
     with (
-        _quiet_mlflow(),
+        quiet_mlflow(),
         mlflow.start_run(experiment_id=experiment_id, run_name=f"score-{run_date}") as run,
     ):
         mlflow.set_tags(
@@ -326,11 +210,9 @@ def log_scoring_run(
             {
                 "rows_scored": scored,
                 "rows_flagged": flagged,
-                "rows_rejected": sum(int(m["rows_rejected"]) for m in manifests),
+                "rows_rejected": sum(m.rows_rejected for m in manifests),
                 "flag_rate": flagged / scored if scored else 0.0,
-                "drifted_files": sum(
-                    bool((m.get("drift") or {}).get("drifted")) for m in manifests
-                ),
+                "drifted_files": sum(m.drift.drifted for m in manifests),
                 "max_psi": max(psi.values(), default=0.0),
                 **{f"psi.{_metric_name(c)}": v for c, v in psi.items()},
             }

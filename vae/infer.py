@@ -212,6 +212,31 @@ def reconstruct(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.n
     return out
 
 
+def latent_means(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """The posterior mean of each row, shape ``(n, latent_dim)``."""
+    model.eval()
+    net = PaddedVAE(model)
+    out = np.empty((x.shape[0], model.config.latent_dim), dtype=np.float64)
+    with torch.inference_mode():
+        for start, stop, batch in net.windows(x, window):
+            mu = net.encode(batch)[0][:, : model.config.latent_dim]
+            out[start:stop] = _numpy(mu, stop - start)
+    return out
+
+
+def feature_errors(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """Per row and feature, the squared error of the reconstruction from the latent mean,
+    times the decoder's precision: shape ``(n, n_features)``; rows sum to ``recon``."""
+    model.eval()
+    net = PaddedVAE(model)
+    out = np.empty(x.shape, dtype=np.float64)
+    with torch.inference_mode():
+        for start, stop, batch in net.windows(x, window):
+            error = (batch - net.decode(net.encode(batch)[0])).pow(2) * net.precision
+            out[start:stop] = _numpy(error[:, : net.n_features], stop - start)
+    return out
+
+
 @dataclass(frozen=True)
 class LogScale:
     """Standardisation of the log of a non-negative term: ``z = (log(v + eps) - mean) / std``,

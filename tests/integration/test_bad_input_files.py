@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.batch import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FILE, score_file
+from pipeline.batch import score_file
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import InputError
+from pipeline.outputs import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FILE
+from pipeline.registry import ModelRef
 from pipeline.schema import SchemaError
-from pipeline.tracking import ModelRef
 from tests.conftest import mixed_frame, quick_settings
 
 REF = ModelRef(name="bad-input", version="1", run_id="r1", alias="champion")
@@ -50,10 +51,10 @@ def test_a_dirty_csv_rejects_bad_rows_with_line_and_reason(detector, tmp_path):
     path = tmp_path / "dirty.csv"
     path.write_text("\n".join(lines) + "\n")
     manifest = score_file(detector, REF, path, tmp_path / "out", DATE)
-    assert manifest["rows_read"] == 8
-    assert manifest["rows_read"] == manifest["rows_scored"] + manifest["rows_rejected"]
-    assert (manifest["rows_scored"], manifest["rows_rejected"]) == (4, 4)
-    out = Path(manifest["output_dir"])
+    assert manifest.rows_read == 8
+    assert manifest.rows_read == manifest.rows_scored + manifest.rows_rejected
+    assert (manifest.rows_scored, manifest.rows_rejected) == (4, 4)
+    out = Path(manifest.output_dir)
     scored = pd.read_parquet(out / SCORED_FILE)
     assert scored["record_id"].tolist() == ["R1", "R6", "R7", "R8"]
     assert np.isfinite(scored["anomaly_score"]).all()
@@ -65,9 +66,8 @@ def test_a_dirty_csv_rejects_bad_rows_with_line_and_reason(detector, tmp_path):
     assert reasons[2] == "expected 6 fields, found 7"
     assert reasons[3] == "expected 6 fields, found 4"
     assert rejected["raw_line"].tolist()[2:] == [lines[4], lines[5]]
-    assert json.loads((out / MANIFEST_FILE).read_text()) == {
-        k: v for k, v in manifest.items() if k not in ("manifest_path", "output_dir", "skipped")
-    }
+    # the file holds the manifest returned, without where it was found (output_dir, ...)
+    assert json.loads((out / MANIFEST_FILE).read_text()) == manifest.model_dump(mode="json")
 
 
 def test_a_missing_model_column_writes_nothing(detector, tmp_path):
@@ -89,10 +89,10 @@ def test_extra_and_reordered_columns_score_the_same(detector, tmp_path):
     batch[list(reversed(batch.columns))].assign(note="hi").to_csv(messy, index=False)
     first = score_file(detector, REF, plain, tmp_path / "out_a", DATE)
     second = score_file(detector, REF, messy, tmp_path / "out_b", DATE)
-    assert second["warnings"] == [f"{messy}: extra column(s) ['note'] ignored"]
+    assert second.warnings == [f"{messy}: extra column(s) ['note'] ignored"]
     pd.testing.assert_frame_equal(
-        pd.read_parquet(Path(first["output_dir"]) / SCORED_FILE),
-        pd.read_parquet(Path(second["output_dir"]) / SCORED_FILE),
+        pd.read_parquet(Path(first.output_dir) / SCORED_FILE),
+        pd.read_parquet(Path(second.output_dir) / SCORED_FILE),
     )
 
 
@@ -100,9 +100,9 @@ def test_an_empty_file_gives_empty_outputs_and_a_manifest(detector, tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("")
     manifest = score_file(detector, REF, path, tmp_path / "out", DATE)
-    assert (manifest["rows_read"], manifest["rows_scored"], manifest["rows_rejected"]) == (0, 0, 0)
-    assert manifest["warnings"] == [f"{path}: empty file"]
-    out = Path(manifest["output_dir"])
+    assert (manifest.rows_read, manifest.rows_scored, manifest.rows_rejected) == (0, 0, 0)
+    assert manifest.warnings == [f"{path}: empty file"]
+    out = Path(manifest.output_dir)
     assert pd.read_parquet(out / SCORED_FILE).empty
     assert pd.read_csv(out / FLAGGED_FILE).empty and pd.read_csv(out / REJECTED_FILE).empty
 

@@ -16,10 +16,11 @@ from mlflow import MlflowClient
 
 from flows.score import score_flow
 from flows.train import train_flow
-from pipeline.batch import MANIFEST_FILE
 from pipeline.config import Settings
-from pipeline.detector import SCORE_COLUMNS
-from pipeline.tracking import TRAINING_REPORT, RegistryError, load_detector, resolve_alias
+from pipeline.outputs import MANIFEST_FILE
+from pipeline.registry import RegistryError, load_detector, resolve_alias
+from pipeline.scoring import SCORE_COLUMNS
+from pipeline.tracking import TRAINING_REPORT
 from tests.integration.conftest import aliases
 
 
@@ -50,7 +51,7 @@ def test_score_flow_by_alias_writes_outputs_and_skips_reruns(
 ):
     train_flow(data_path=str(small_train_csv))
     [manifest] = score_flow(inputs=[str(small_batch_csv)], run_date="2026-01-01")
-    out_dir = Path(manifest["output_dir"])
+    out_dir = Path(manifest.output_dir)
     assert out_dir == tmp_path / "scored" / "2026-01-01" / "batch"
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "flagged.csv",
@@ -70,12 +71,12 @@ def test_score_flow_by_alias_writes_outputs_and_skips_reruns(
 
     # same input, same model version, a later date: skipped, nothing duplicated
     [again] = score_flow(inputs=[str(small_batch_csv)], run_date="2026-01-02")
-    assert again["skipped"] is True
+    assert again.skipped is True
     assert not (tmp_path / "scored" / "2026-01-02").exists()
     [forced] = score_flow(inputs=[str(small_batch_csv)], run_date="2026-01-02", force=True)
-    assert forced["skipped"] is False
+    assert forced.skipped is False
     pd.testing.assert_frame_equal(
-        pd.read_parquet(Path(forced["output_dir"]) / "scored.parquet"), scored
+        pd.read_parquet(Path(forced.output_dir) / "scored.parquet"), scored
     )
 
 

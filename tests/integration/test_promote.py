@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.train import train_flow
 from pipeline.config import Settings
-from pipeline.registry import PromotionRefused, promote
+from pipeline.promotion import PromotionRefused, promote
 from tests.integration.conftest import aliases
 
 runner = CliRunner()

@@ -18,7 +18,8 @@ from PIL import Image
 
 from pipeline.detector import AnomalyDetector
 from pipeline.drift import DriftAccumulator, DriftReference
-from pipeline.report import ScoreHistogram, ScoringReportData, TopAnomalies, render_scoring_report
+from pipeline.monitoring import ScoreHistogram, TopAnomalies
+from pipeline.report import ScoringReportData, render_scoring_report
 from tests.conftest import mixed_frame, quick_settings
 
 WINDOW = (1280, 2400)

@@ -12,7 +12,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from generate_sample import make_table
 from prefect import get_client
@@ -26,19 +28,18 @@ from prefect.client.schemas.filters import (
 import flows.score
 import pipeline.batch
 from flows.score import ScoringError, cached_detector, score_flow
-from pipeline.batch import (
+from pipeline.batch import InputChangedError, score_file
+from pipeline.config import Settings
+from pipeline.ingest import InputError, expand_inputs
+from pipeline.outputs import (
+    FLAGGED_FILE,
     MANIFEST_FILE,
     SCORED_FILE,
     STAGING_DIR,
-    InputChangedError,
     OutputBusyError,
-    expand_inputs,
     input_lock,
-    score_file,
 )
-from pipeline.config import Settings
-from pipeline.ingest import InputError
-from pipeline.tracking import resolve_alias
+from pipeline.registry import resolve_alias
 
 ID = "transaction_id"
 
@@ -92,15 +93,15 @@ def test_landing_folder_is_scored_once_per_model_version(scoring_store, tmp_path
 
     state = score_flow(inputs=[str(landing)], run_date="2026-03-01", return_state=True)
     manifests = state.result()
-    assert [m["skipped"] for m in manifests] == [False, False, False]
+    assert [m.skipped for m in manifests] == [False, False, False]
     assert sorted(p.name for p in (root / "2026-03-01").iterdir()) == [
         "batch_31",
         "batch_32",
         "batch_33",
     ]
     for m in manifests:
-        assert m["rows_read"] == m["rows_scored"] + m["rows_rejected"] == 150
-        assert m["rows_rejected"] == 1 and m["model_version"] == "1"
+        assert m.rows_read == m.rows_scored + m.rows_rejected == 150
+        assert m.rows_rejected == 1 and m.model_version == "1"
     assert _output_ids(root) == _input_ids(landing)  # every row once: scored or rejected
 
     # the run's artifacts, read back from the Prefect API
@@ -108,9 +109,9 @@ def test_landing_folder_is_scored_once_per_model_version(scoring_store, tmp_path
     summary = artifacts["scoring-summary"].data
     assert "vae-anomaly version 1" in summary and "Duration:" in summary
     first = manifests[0]
-    rate = first["rows_flagged"] / 149
-    assert f"| batch_31.csv | 150 | 149 | {first['rows_flagged']} | {rate:.2%} | 1 | " in summary
-    assert f"| {first['threshold']:.4g} | False | `{first['output_dir']}/report.html` |" in summary
+    rate = first.rows_flagged / 149
+    assert f"| batch_31.csv | 150 | 149 | {first.rows_flagged} | {rate:.2%} | 1 | " in summary
+    assert f"| {first.threshold:.4g} | False | `{first.output_dir}/report.html` |" in summary
     top = artifacts["top-anomalies"].data
     top_rows = json.loads(top) if isinstance(top, str) else top
     assert 0 < len(top_rows) <= 20
@@ -118,13 +119,13 @@ def test_landing_folder_is_scored_once_per_model_version(scoring_store, tmp_path
 
     # the next night: same files, same model version -> all skipped, nothing written
     again = score_flow(inputs=[str(landing)], run_date="2026-03-02")
-    assert [m["skipped"] for m in again] == [True, True, True]
+    assert [m.skipped for m in again] == [True, True, True]
     assert not (root / "2026-03-02").exists()
 
     # a new file lands: only it is scored
     _landing(landing, [34])
     third = score_flow(inputs=[str(landing / "*.csv")], run_date="2026-03-03")
-    assert [m["skipped"] for m in third] == [True, True, True, False]
+    assert [m.skipped for m in third] == [True, True, True, False]
     assert [p.name for p in (root / "2026-03-03").iterdir()] == ["batch_34"]
     assert _output_ids(root) == _input_ids(landing)
 
@@ -133,7 +134,7 @@ def test_a_crash_mid_run_is_finished_by_the_next_run(scoring_store, tmp_path, mo
     landing = _landing(tmp_path / "landing", [41, 42, 43])
     root = tmp_path / "scored"
     monkeypatch.setenv("VAE_ANOMALY_SCORING__FILE_RETRIES", "0")
-    publish = pipeline.batch._publish
+    publish = pipeline.batch.publish
 
     def crash_on_second_file(staging: Path, out_dir: Path) -> None:
         if out_dir.name == "batch_42":
@@ -142,7 +143,7 @@ def test_a_crash_mid_run_is_finished_by_the_next_run(scoring_store, tmp_path, mo
             raise RuntimeError("simulated crash while publishing batch_42")
         publish(staging, out_dir)
 
-    monkeypatch.setattr(pipeline.batch, "_publish", crash_on_second_file)
+    monkeypatch.setattr(pipeline.batch, "publish", crash_on_second_file)
     state = score_flow(inputs=[str(landing)], run_date="2026-03-01", return_state=True)
     assert state.is_failed()
     with pytest.raises(ScoringError, match=r"1 of 3 file\(s\) not scored: .*batch_42\.csv"):
@@ -151,9 +152,9 @@ def test_a_crash_mid_run_is_finished_by_the_next_run(scoring_store, tmp_path, mo
     assert sorted(p.name for p in day1.iterdir()) == ["batch_41", "batch_43"]
     assert any((root / STAGING_DIR / "batch_42").iterdir())  # leftovers, out of sight
 
-    monkeypatch.setattr(pipeline.batch, "_publish", publish)
+    monkeypatch.setattr(pipeline.batch, "publish", publish)
     rerun = score_flow(inputs=[str(landing)], run_date="2026-03-02")
-    assert [(Path(m["input_path"]).name, m["skipped"]) for m in rerun] == [
+    assert [(Path(m.input_path).name, m.skipped) for m in rerun] == [
         ("batch_41.csv", True),
         ("batch_42.csv", False),
         ("batch_43.csv", True),
@@ -171,23 +172,23 @@ def test_inputs_with_the_same_name_get_their_own_folders(scoring_store, tmp_path
     (landing / "us" / "batch_52.csv").rename(landing / "us" / "batch_51.csv")
 
     manifests = score_flow(inputs=[str(landing / "*" / "batch_51.csv")], run_date="2026-03-01")
-    out_dirs = [Path(m["output_dir"]).name for m in manifests]
-    digest = manifests[1]["input_sha256"]
+    out_dirs = [Path(m.output_dir).name for m in manifests]
+    digest = manifests[1].input_sha256
     assert out_dirs == ["batch_51", f"batch_51-{digest[:8]}"]
-    assert [Path(m["input_path"]).parent.name for m in manifests] == ["eu", "us"]
+    assert [Path(m.input_path).parent.name for m in manifests] == ["eu", "us"]
     assert _output_ids(tmp_path / "scored") == _input_ids(landing / "eu", landing / "us")
     again = score_flow(inputs=[str(landing / "*" / "batch_51.csv")], run_date="2026-03-01")
-    assert [m["skipped"] for m in again] == [True, True]
-    assert [Path(m["output_dir"]).name for m in again] == out_dirs
+    assert [m.skipped for m in again] == [True, True]
+    assert [Path(m.output_dir).name for m in again] == out_dirs
 
 
 def test_concurrent_runs_on_one_input_score_it_once(scoring_store, tmp_path):
     [path] = _landing(tmp_path / "landing", [61]).glob("*.csv")
     root = tmp_path / "scored"
     ref = resolve_alias(Settings(), "champion")
-    detector = cached_detector(scoring_store, ref)
+    detector = cached_detector(scoring_store, ref, "auto")
     start = threading.Barrier(2)
-    results: list[dict[str, Any]] = []
+    results: list[Any] = []
 
     def run(date: str) -> None:
         start.wait()
@@ -198,7 +199,7 @@ def test_concurrent_runs_on_one_input_score_it_once(scoring_store, tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(r["skipped"] for r in results) == [False, True]
+    assert sorted(r.skipped for r in results) == [False, True]
     assert len(list(root.glob(f"*/batch_61/{MANIFEST_FILE}"))) == 1
 
     # a run that cannot get the lock in time fails clearly and writes nothing
@@ -234,7 +235,7 @@ def test_landing_folder_picks_complete_files_only(scoring_store, tmp_path, monke
     with pytest.raises(
         InputChangedError, match=r"batch_62\.csv: the file changed while it was read"
     ):
-        score_file(cached_detector(scoring_store, ref), ref, path, root, "2026-03-01")
+        score_file(cached_detector(scoring_store, ref, "auto"), ref, path, root, "2026-03-01")
     assert not (root / "2026-03-01").exists()
 
 
@@ -274,13 +275,13 @@ def test_dask_executor_writes_the_same_outputs(scoring_store, tmp_path, monkeypa
     assert _subflow_parameters(state.state_details.flow_run_id)["job"]["tracking_uri"] == "*" * 10
     assert len(on_dask) == len(sequential) == 3
     for seq, dsk in zip(sequential, on_dask, strict=True):
-        assert (dsk["input_path"], dsk["rows_flagged"]) == (seq["input_path"], seq["rows_flagged"])
+        assert (dsk.input_path, dsk.rows_flagged) == (seq.input_path, seq.rows_flagged)
         # byte-identical files: on one machine a row's numbers do not depend on the thread
         # that scores it nor on torch's thread count (vae/infer.py; tested there)
-        assert dsk["outputs"] == seq["outputs"]
+        assert dsk.outputs == seq.outputs
         pd.testing.assert_frame_equal(
-            pd.read_parquet(Path(dsk["output_dir"]) / SCORED_FILE),
-            pd.read_parquet(Path(seq["output_dir"]) / SCORED_FILE),
+            pd.read_parquet(Path(dsk.output_dir) / SCORED_FILE),
+            pd.read_parquet(Path(seq.output_dir) / SCORED_FILE),
         )
 
 
@@ -310,3 +311,33 @@ def test_a_hung_registry_call_times_out(scoring_store, small_batch_csv, monkeypa
     assert state.is_failed()
     with pytest.raises(TimeoutError):
         state.result()
+
+
+def test_run_settings_reach_the_loaded_model_sequential_and_on_dask(scoring_store, tmp_path):
+    # Given the registered champion, when a run overrides how to score (one reason per flagged
+    # row, chunks of about 64 rows, Monte Carlo scoring), then the file is scored that way in
+    # the flow's process and on a Dask worker alike: the run's settings travel with the job;
+    # the loaded model does not read its own (or the machine's) settings instead.
+    path = tmp_path / "landing" / "batch_71.csv"
+    path.parent.mkdir()
+    make_table(400, seed=71, anomaly_rate=0.08).to_csv(path, index=False)
+    [plain] = score_flow(inputs=[str(path)], output_root=str(tmp_path / "plain"))
+    plain_dir = Path(plain.output_dir)
+    plain_scored = pd.read_parquet(plain_dir / SCORED_FILE)
+    plain_flagged = pd.read_csv(plain_dir / FLAGGED_FILE)
+    assert len(plain_flagged) > 0 and (plain_flagged["reasons"].str.count(r"\(expected") == 3).all()
+    assert pq.ParquetFile(plain_dir / SCORED_FILE).num_row_groups == 1  # one chunk
+    runtime = {"top_reasons": 1, "chunk_rows": 64, "mc_samples": 2}
+    local_dask = {"dask_workers": 1, "dask_threads_per_worker": 1, "dask_processes": False}
+    for executor in ("sequential", "dask"):
+        overrides = {"scoring": {**runtime, **local_dask, "executor": executor}}
+        [manifest] = score_flow(
+            inputs=[str(path)], output_root=str(tmp_path / executor), overrides=overrides
+        )
+        out = Path(manifest.output_dir)
+        flagged = pd.read_csv(out / FLAGGED_FILE)
+        assert len(flagged) > 0, executor
+        assert (flagged["reasons"].str.count(r"\(expected") == 1).all(), executor
+        assert pq.ParquetFile(out / SCORED_FILE).num_row_groups > 1, executor  # chunked
+        scored = pd.read_parquet(out / SCORED_FILE)
+        assert not np.allclose(scored["recon_error"], plain_scored["recon_error"]), executor

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.serve import build_deployments
-from pipeline.batch import MANIFEST_FILE
+from pipeline.outputs import MANIFEST_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import pytest
 
 from flows.train import train_flow
 from pipeline.config import Settings
-from pipeline.tracking import load_detector, resolve_alias
+from pipeline.registry import load_detector, resolve_alias
 
 pyspark = pytest.importorskip("pyspark")
 if shutil.which("java") is None:

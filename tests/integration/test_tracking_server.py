@@ -21,8 +21,8 @@ from mlflow import MlflowClient
 from flows.score import score_flow
 from flows.train import train_flow
 from pipeline.config import Settings
-from pipeline.registry import promote
-from pipeline.tracking import RegistryError, resolve_alias
+from pipeline.promotion import promote
+from pipeline.registry import RegistryError, resolve_alias
 from tests.integration.conftest import aliases
 
 
@@ -113,8 +113,8 @@ def test_train_register_promote_and_load_over_http(
     batch = pd.read_csv(small_batch_csv).astype({"hour": "float64", "quantity": "float64"})
     predicted = model.predict(batch.drop(columns=["label", "anomaly_kind", "anomaly_column"]))
     [manifest] = score_flow(inputs=[str(small_batch_csv)], run_date="2026-03-01")
-    assert manifest["model_version"] == "2"
-    scored = pd.read_parquet(Path(manifest["output_dir"]) / "scored.parquet")
+    assert manifest.model_version == "2"
+    scored = pd.read_parquet(Path(manifest.output_dir) / "scored.parquet")
     np.testing.assert_allclose(predicted["anomaly_score"], scored["anomaly_score"], rtol=1e-6)
 
 

@@ -1,14 +1,11 @@
-import json
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from pipeline.checksums import ChecksumError
-from pipeline.detector import SCORE_COLUMNS, AnomalyDetector, NotFittedError
+from pipeline.detector import AnomalyDetector, NotFittedError
 from pipeline.schema import SchemaError
+from pipeline.scoring import SCORE_COLUMNS
 from tests.conftest import mixed_frame, quick_settings
 
 
@@ -47,37 +44,6 @@ def test_scoring_is_deterministic(fitted, frame):
     a = fitted.score_samples(frame)
     b = fitted.score_samples(frame)
     np.testing.assert_array_equal(a, b)
-
-
-def test_save_load_round_trip_gives_identical_scores(fitted, frame, tmp_path):
-    fitted.save(tmp_path / "model")
-    loaded = AnomalyDetector.load(tmp_path / "model")
-    np.testing.assert_array_equal(loaded.score_samples(frame), fitted.score_samples(frame))
-    assert loaded.threshold_ == fitted.threshold_
-    pd.testing.assert_frame_equal(loaded.score(frame).scored, fitted.score(frame).scored)
-
-
-def test_no_pickle_on_disk(fitted, tmp_path):
-    fitted.save(tmp_path / "model")
-    names = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert names == [
-        "checksums.json",
-        "detector.json",
-        "preprocess.json",
-        "reference.parquet",
-        "weights.pt",
-    ]
-    json.loads((tmp_path / "model" / "detector.json").read_text())  # plain JSON
-
-
-def test_altered_artifact_is_refused_naming_the_file(fitted, tmp_path):
-    path = fitted.save(tmp_path / "model")
-    weights = path / "weights.pt"
-    data = bytearray(weights.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    weights.write_bytes(bytes(data))
-    with pytest.raises(ChecksumError, match=r"weights\.pt"):
-        AnomalyDetector.load(path)
 
 
 def test_missing_columns_are_named_together(fitted, frame):
@@ -153,71 +119,6 @@ def test_default_quality_on_global_outliers():
     # 0.961 / 0.86 here (its heavy-tailed terms put normal records at the top)
     assert roc_auc_score(y[600:], scores) >= 0.98
     assert average_precision_score(y[600:], scores) >= 0.93
-
-
-def test_default_score_is_the_max_of_the_standardised_logs_of_the_terms(fitted, frame):
-    out = fitted.score(frame).scored
-    st = fitted.score_stats_
-    z_recon = (np.log(out["recon_error"] + st.recon_eps) - st.log_recon_mean) / st.log_recon_std
-    z_kl = (np.log(out["kl"] + st.kl_eps) - st.log_kl_mean) / st.log_kl_std
-    np.testing.assert_allclose(out["anomaly_score"], np.maximum(z_recon, z_kl), rtol=1e-9)
-    assert fitted.settings.scoring.score == "log_max"
-    # the statistics come from the training rows: their logs are centred there
-    assert st.recon_eps > 0 and st.kl_eps > 0 and st.log_recon_std > 0
-
-
-def test_reason_order_ties_go_to_the_driving_term_and_missing_cells_come_last():
-    from pipeline.detector import _reason_order
-
-    falls = np.array(
-        [
-            [5.0, 4.6, 1.0, 0.0],  # columns 0 and 1 within 15%: the driving term's share decides
-            [5.0, 3.0, 1.0, 0.0],  # column 0 alone explains the row: first whatever the shares
-            [5.0, 3.0, 1.0, 0.0],  # column 0 is missing: the best present value comes first
-        ]
-    )
-    driving = np.array([[0.1, 0.7, 0.2, 0.0], [0.1, 0.7, 0.2, 0.0], [0.1, 0.7, 0.2, 0.0]])
-    missing = np.zeros_like(falls, dtype=bool)
-    missing[2, 0] = True
-    order = _reason_order(falls, driving, missing)
-    assert order[0].tolist() == [1, 0, 2, 3]
-    assert order[1].tolist() == [0, 1, 2, 3]
-    assert order[2].tolist() == [1, 2, 3, 0]
-
-
-def test_reasons_name_the_column_whose_change_restores_the_row(fitted, frame):
-    """y is 2x on every training row: a row whose y alone breaks that is explained by y first,
-    with an expected value other than its own, shares of at most 100%, in the contract's
-    format."""
-    rows = frame.dropna().head(3).reset_index(drop=True)
-    rows["x"] = [-1.0, 0.0, 1.0]
-    rows["y"] = [4.0, -4.0, -4.0]  # 2x would be -2, 0, 2
-    reasons = fitted.explain(rows)
-    pattern = r"(\w+)=(\S+) \(expected ~?([^,]+), (\d+)%\)"
-    for text in reasons:
-        parts = list(re.finditer(pattern, text))
-        assert len(parts) == 3 and ", ".join(p.group(0) for p in parts) == text, text
-        assert parts[0].group(1) == "y", text
-        assert sum(int(p.group(4)) for p in parts) <= 101, text
-        assert float(parts[0].group(3)) != float(parts[0].group(2)), text
-
-
-def test_reason_search_is_limited_to_the_columns_with_the_largest_driving_share(
-    fitted, frame, monkeypatch
-):
-    import pipeline.detector as detector_module
-
-    rows = frame.dropna().head(4).reset_index(drop=True)
-    x = fitted.preprocessor_.transform(rows)
-    n_columns = len(fitted.schema_.model_columns)
-    driving = np.tile(np.arange(n_columns, dtype=float), (len(rows), 1))  # last column largest
-    monkeypatch.setattr(detector_module, "REASON_SEARCH_COLUMNS", n_columns)
-    full, _ = fitted._counterfactual_falls(x, driving)
-    assert np.isfinite(full).all()
-    monkeypatch.setattr(detector_module, "REASON_SEARCH_COLUMNS", 2)
-    limited, _ = fitted._counterfactual_falls(x, driving)
-    assert np.isneginf(limited[:, :-2]).all()
-    np.testing.assert_allclose(limited[:, -2:], full[:, -2:])
 
 
 def test_trimming_is_an_opt_in_setting_recorded_with_the_model(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.detector import ScoreResult
-from pipeline.registry import gate
+from pipeline.promotion import gate
+from pipeline.scoring import ScoreResult
 
 
 class FixedScores:

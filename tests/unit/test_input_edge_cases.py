@@ -80,19 +80,3 @@ def test_credentials_never_reach_params_or_the_model_files(tmp_path, monkeypatch
     detector = AnomalyDetector(settings).fit(mixed_frame(100))
     detector.save(tmp_path / "m")
     assert "u:pw" not in (tmp_path / "m" / "detector.json").read_text()
-
-
-def test_a_loaded_model_takes_runtime_settings_from_here(tmp_path, monkeypatch):
-    saved = AnomalyDetector(
-        quick_settings(training={"max_epochs": 2}, scoring={"top_reasons": 5, "kl_weight": 0.5})
-    ).fit(mixed_frame(100))
-    saved.save(tmp_path / "m")
-    monkeypatch.setenv("VAE_ANOMALY_SCORING__TOP_REASONS", "1")
-    monkeypatch.setenv("VAE_ANOMALY_TRAINING__DEVICE", "cpu")
-    loaded = AnomalyDetector.load(tmp_path / "m")
-    assert loaded.settings.scoring.top_reasons == 1  # how to run: from this machine
-    assert loaded.settings.training.device == "cpu"
-    assert loaded.settings.scoring.kl_weight == 0.5  # what the score is: from the model
-    np.testing.assert_array_equal(
-        loaded.score_samples(mixed_frame(50)), saved.score_samples(mixed_frame(50))
-    )

@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from generate_sample import make_table
 
-from pipeline.batch import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FILE, score_file
+from pipeline.batch import score_file
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import iter_scoring_chunks
+from pipeline.outputs import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FILE
+from pipeline.registry import ModelRef
 from pipeline.report import render_training_report
-from pipeline.tracking import ModelRef
 from tests.conftest import mixed_frame, quick_settings
 
 REF = ModelRef(name="vae-anomaly", version="3", run_id="r1", alias="champion")
@@ -47,7 +48,7 @@ def _dirty_csv(path: Path) -> Path:
 def _score(detector: AnomalyDetector, path: Path, root: Path, chunk_rows: int) -> Path:
     detector.settings = detector.settings.with_overrides(scoring={"chunk_rows": chunk_rows})
     manifest = score_file(detector, REF, path, root, "2026-05-01", force=True)
-    return Path(manifest["output_dir"])
+    return Path(manifest.output_dir)
 
 
 def _same_outputs(whole: Path, chunked: Path) -> None:

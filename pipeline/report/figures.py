@@ -1,6 +1,13 @@
-"""Figures of a training run: loss curves, and the validation score histogram with the threshold."""
+"""Every matplotlib figure of the reports and of a training run, and the PNG data-URI helper.
+
+Figures are drawn on the Agg backend (no display on servers and in CI). A column name is shown
+as is: ``cost $x^$`` is data, not a TeX formula.
+"""
 
 from __future__ import annotations
+
+import base64
+import io
 
 import matplotlib
 
@@ -11,10 +18,27 @@ from matplotlib.figure import Figure
 
 from vae import EpochStats
 
+DPI = 80  # small figures keep a report at a few hundred KB
+STATUS_COLOURS = {"ok": "#4477aa", "warn": "#ee9922", "drift": "#cc3311"}
+
+
+def png_data_uri(fig: Figure) -> str:
+    """The figure as a base64 PNG ``data:`` URI; the figure is closed."""
+    buffer = io.BytesIO()
+    try:
+        # no "Software" text chunk: the page holds no URL at all, not even encoded
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
 
 def _literal(text: str) -> str:
     """A data string (a column name) shown as is: "cost $x^$" is not a TeX formula."""
     return text.replace("$", r"\$")
+
+
+# -- a training run ---------------------------------------------------------------------------
 
 
 def loss_curves(history: list[EpochStats], best_epoch: int) -> Figure:
@@ -53,8 +77,49 @@ def score_histogram(
     return fig
 
 
-# -- figures of the scoring and training reports (pipeline/report.py) --------------------------
-STATUS_COLOURS = {"ok": "#4477aa", "warn": "#ee9922", "drift": "#cc3311"}
+def column_error_bars(columns: list[str], errors: list[float]) -> Figure:
+    """Mean reconstruction error per source column (horizontal bars, largest on top)."""
+    height = 1.2 + 0.28 * max(1, len(columns))
+    fig, ax = plt.subplots(figsize=(7.5, height), constrained_layout=True)
+    order = np.argsort(errors)
+    ax.barh([_literal(columns[i]) for i in order], np.asarray(errors)[order], color="#4477aa")
+    ax.set_xlabel("mean weighted squared error (validation rows)")
+    ax.set_title("reconstruction error per column")
+    return fig
+
+
+def latent_scatter(
+    coords: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    explained: tuple[float, float] = (np.nan, np.nan),
+) -> Figure:
+    """2-D view of latent means, coloured by anomaly score; rows above the threshold circled."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
+    order = np.argsort(scores)  # anomalous rows drawn last, on top
+    points = ax.scatter(
+        coords[order, 0], coords[order, 1], c=scores[order], s=8, cmap="viridis", alpha=0.8
+    )
+    flagged = scores > threshold
+    if flagged.any():
+        ax.scatter(
+            coords[flagged, 0],
+            coords[flagged, 1],
+            s=40,
+            facecolors="none",
+            edgecolors="#cc3311",
+            linewidths=1.0,
+            label=f"above the threshold ({int(flagged.sum())})",
+        )
+        ax.legend(fontsize=8, loc="best")
+    fig.colorbar(points, ax=ax, label="anomaly score")
+    ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of the variance)")
+    ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of the variance)")
+    ax.set_title("latent means of the validation rows (PCA)")
+    return fig
+
+
+# -- a scoring run ----------------------------------------------------------------------------
 
 
 def binned_score_histogram(
@@ -108,46 +173,4 @@ def psi_bars(
     ax.set_xlabel("population stability index (PSI)")
     ax.set_title("drift per column, against the training data")
     ax.legend(fontsize=8, loc="lower right")
-    return fig
-
-
-def column_error_bars(columns: list[str], errors: list[float]) -> Figure:
-    """Mean reconstruction error per source column (horizontal bars, largest on top)."""
-    height = 1.2 + 0.28 * max(1, len(columns))
-    fig, ax = plt.subplots(figsize=(7.5, height), constrained_layout=True)
-    order = np.argsort(errors)
-    ax.barh([_literal(columns[i]) for i in order], np.asarray(errors)[order], color="#4477aa")
-    ax.set_xlabel("mean weighted squared error (validation rows)")
-    ax.set_title("reconstruction error per column")
-    return fig
-
-
-def latent_scatter(
-    coords: np.ndarray,
-    scores: np.ndarray,
-    threshold: float,
-    explained: tuple[float, float] = (np.nan, np.nan),
-) -> Figure:
-    """2-D view of latent means, coloured by anomaly score; rows above the threshold circled."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.6), constrained_layout=True)
-    order = np.argsort(scores)  # anomalous rows drawn last, on top
-    points = ax.scatter(
-        coords[order, 0], coords[order, 1], c=scores[order], s=8, cmap="viridis", alpha=0.8
-    )
-    flagged = scores > threshold
-    if flagged.any():
-        ax.scatter(
-            coords[flagged, 0],
-            coords[flagged, 1],
-            s=40,
-            facecolors="none",
-            edgecolors="#cc3311",
-            linewidths=1.0,
-            label=f"above the threshold ({int(flagged.sum())})",
-        )
-        ax.legend(fontsize=8, loc="best")
-    fig.colorbar(points, ax=ax, label="anomaly score")
-    ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of the variance)")
-    ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of the variance)")
-    ax.set_title("latent means of the validation rows (PCA)")
     return fig
