@@ -41,14 +41,17 @@ test: lint typecheck
 	bash .ci/install_chromium.sh
 	$(BIN)/pytest
 
-## quality benchmark against PyOD (not part of the tests): see benchmarks/README.md
+## quality benchmark against PyOD and AVF on ADBench and the categorical tables (not part of the
+## tests; writes quality.md too): see benchmarks/README.md
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
-	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench
+	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench \
+		--categorical ../shared/datasets/categorical
 
 bench-quick: install
 	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
-	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench --quick --out /tmp/adbench-quick
+	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench \
+		--categorical ../shared/datasets/categorical --quick --out /tmp/adbench-quick
 
 ## speed and memory benchmark against the I/O limit and PyOD (run on quiet cores: ~30 min)
 bench-speed: install

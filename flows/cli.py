@@ -60,7 +60,21 @@ def train(
     ),
     max_epochs: Annotated[int | None, typer.Option(help="most training epochs")] = None,
     contamination: Annotated[
-        float | None, typer.Option(help="expected anomaly share: threshold quantile")
+        float | None,
+        typer.Option(
+            help="share of rows like the training data to flag: the threshold is that "
+            "quantile of the validation scores (default 0.01)"
+        ),
+    ] = None,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(
+            help="instead: the most validation rows (taken as normal) allowed above the "
+            "threshold, e.g. 0.005"
+        ),
+    ] = None,
+    fixed_score: Annotated[
+        float | None, typer.Option(help="instead: this anomaly score is the threshold")
     ] = None,
     id_column: Annotated[
         list[str] | None, typer.Option("--id-column", help="id column (repeatable)")
@@ -74,7 +88,11 @@ def train(
 
     overrides: dict[str, dict[str, Any]] = {
         "training": {"max_epochs": max_epochs, "progress_bar": progress},
-        "threshold": {"contamination": contamination},
+        "threshold": {
+            "contamination": contamination,
+            "target_fpr": target_fpr,
+            "fixed_score": fixed_score,
+        },
         "data": {"id_columns": tuple(id_column) if id_column else None},
     }
     try:
@@ -85,7 +103,7 @@ def train(
     typer.echo(
         f"registered {summary['model_name']} version {summary['model_version']} "
         f"(run {summary['model_run_id']}): {summary['rows']} rows, {summary['epochs']} epochs "
-        f"(best {summary['best_epoch']}), threshold {summary['threshold']:.4g}"
+        f"(best {summary['best_epoch']}), threshold {summary['threshold']:.2f}"
     )
 
 
@@ -105,6 +123,13 @@ def score(
         bool, typer.Option(help="rescore inputs already scored by this model version")
     ] = False,
     top: Annotated[int, typer.Option(help="flagged records to show")] = 10,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="flag rows scoring above this, instead of the model's threshold (this run "
+            "only; outputs made with another threshold are rescored)"
+        ),
+    ] = None,
 ) -> None:
     """Score files with the registered model (by alias) and write scored/flagged outputs."""
     from flows.score import DEFAULT_BATCH, ScoringError, score_flow
@@ -119,6 +144,7 @@ def score(
             output_root=str(output_root.resolve()) if output_root else None,
             run_date=run_date,
             force=force,
+            overrides={"scoring": {"threshold": threshold}} if threshold is not None else None,
         )
     except (InputError, SchemaError, RegistryError, ScoringError, ValueError) as exc:
         _fail(str(exc))
@@ -137,7 +163,7 @@ def _print_manifest(m: Manifest, top: int) -> None:
     typer.echo(
         f"\n{m.input_path}: {state} with {m.model_name} version {m.model_version}\n"
         f"  rows read {m.rows_read}, scored {m.rows_scored}, flagged {m.rows_flagged}, "
-        f"rejected {m.rows_rejected} (threshold {m.threshold:.4g})\n  outputs: {out_dir}"
+        f"rejected {m.rows_rejected} (threshold {m.threshold:.2f})\n  outputs: {out_dir}"
     )
     if m.drift.drifted:
         typer.secho(f"  WARNING {m.drift.warning}", fg=typer.colors.YELLOW)
@@ -145,15 +171,16 @@ def _print_manifest(m: Manifest, top: int) -> None:
         typer.echo(f"  report: {out_dir / REPORT_FILE}")
     flagged_path = out_dir / FLAGGED_FILE
     if top > 0 and m.rows_flagged and flagged_path.is_file():
-        flagged = pd.read_csv(flagged_path, nrows=top)
-        keep = [
-            c
-            for c in flagged.columns
-            if c not in ("model_name", "model_version", "threshold", "recon_error", "kl")
-        ]
-        with pd.option_context("display.max_colwidth", 120, "display.width", 200):
-            typer.echo(f"  top {len(flagged)} flagged records:")
-            typer.echo(flagged[keep].to_string(index=False))
+        flagged = pd.read_csv(flagged_path, nrows=top, dtype=str, keep_default_na=False)
+        # the id columns and what explains each row (flagged.csv also has the input columns)
+        ids = list(flagged.columns[: list(flagged.columns).index("anomaly_score")])
+        shown = flagged[[*ids, "anomaly_score", "score_percentile", "reasons"]].assign(
+            anomaly_score=flagged["anomaly_score"].astype(float).map("{:.2f}".format),
+            score_percentile=flagged["score_percentile"].astype(float).map("{:.1f}".format),
+        )
+        with pd.option_context("display.max_colwidth", 160, "display.width", 240):
+            typer.echo(f"  top {len(flagged)} flagged records (all in {flagged_path}):")
+            typer.echo(shown.to_string(index=False))
 
 
 @app.command()
@@ -272,6 +299,7 @@ def report(
     if training is not None:
         from pipeline.registry import RegistryError, load_detector, resolve_alias
         from pipeline.report import render_training_report
+        from pipeline.tracking import training_data_path
 
         try:
             ref = resolve_alias(settings, alias)
@@ -281,7 +309,13 @@ def report(
             return
         training.parent.mkdir(parents=True, exist_ok=True)
         training.write_text(
-            render_training_report(detector, model_name=ref.name, model_version=ref.version),
+            render_training_report(
+                detector,
+                input_name=training_data_path(ref.run_id),
+                model_name=ref.name,
+                model_version=ref.version,
+                details={"run id": ref.run_id},
+            ),
             encoding="utf-8",
         )
         typer.echo(f"training report of {ref.name} version {ref.version}: {training}")

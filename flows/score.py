@@ -99,7 +99,7 @@ def resolve_model(settings: Settings, alias: str | None) -> ModelRef:
 def load_model(tracking_uri: str, ref: ModelRef, device: str) -> str:
     """Load the model in the flow's process (checksums verified): a broken model fails early."""
     detector = cached_detector(tracking_uri, ref, device)
-    return f"{ref.uri} (threshold {detector.threshold_:.4g})"
+    return f"{ref.uri} (threshold {detector.threshold_:.2f})"
 
 
 @task(cache_policy=NO_CACHE)
@@ -322,7 +322,7 @@ def _summary_markdown(
         lines.append(
             f"| {Path(m.input_path).name} | {m.rows_read} | {m.rows_scored} | "
             f"{m.rows_flagged} | {rate:.2%} | {m.rows_rejected} | {_drift_cell(m)} | "
-            f"{m.threshold:.4g} | {m.skipped} | `{report}` |"
+            f"{m.threshold:.2f} | {m.skipped} | `{report}` |"
         )
     drifted = [m for m in manifests if m.drift.drifted]
     if drifted:

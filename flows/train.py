@@ -19,6 +19,7 @@ from pipeline.detector import AnomalyDetector
 from pipeline.ingest import read_table
 from pipeline.progress import epoch_progress
 from pipeline.report import loss_curves, render_training_report, score_histogram
+from pipeline.report.training import training_stop
 from pipeline.tracking import log_training_run
 
 DEFAULT_TRAIN_DATA = str(PROJECT_ROOT / "data" / "sample" / "train.csv")
@@ -41,6 +42,9 @@ def fit_detector(frame: pd.DataFrame, settings: Settings) -> AnomalyDetector:
         settings.training.max_epochs, enabled=settings.training.progress_bar
     ) as on_epoch:
         detector = AnomalyDetector(settings).fit(frame, on_epoch=on_epoch)
+    warning = training_stop(detector).warning()
+    if warning:
+        logger.warning(warning)
     logger.info(
         "fitted: %d epochs (best %d) in %.1fs on %s, threshold %.4g",
         len(detector.history_),
@@ -68,7 +72,7 @@ def log_and_register(
         return render_training_report(
             detector,
             frame,
-            input_name=Path(data_path).name,
+            input_name=data_path,
             details={"data sha256": digest, "run id": run_id},
         )
 
@@ -84,6 +88,7 @@ def log_and_register(
         "threshold": detector.threshold_,
         "best_epoch": detector.best_epoch_,
         "epochs": len(detector.history_),
+        "epochs_warning": training_stop(detector).warning(),
         "rows": len(frame),
     }
 
@@ -103,7 +108,8 @@ def train_flow(
             f"## Trained {summary['model_name']} version {summary['model_version']}\n\n"
             f"| rows | epochs (best) | threshold | run |\n|---|---|---|---|\n"
             f"| {summary['rows']} | {summary['epochs']} ({summary['best_epoch']}) | "
-            f"{summary['threshold']:.4g} | {summary['model_run_id']} |\n"
+            f"{summary['threshold']:.2f} | {summary['model_run_id']} |\n"
+            + (f"\n**Warning:** {summary['epochs_warning']}\n" if summary["epochs_warning"] else "")
         ),
     )
     return summary

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +30,8 @@ from pipeline.checksums import sha256_file
 from pipeline.config import ScoringSettings
 from pipeline.detector import AnomalyDetector
 from pipeline.drift import DriftAccumulator, DriftReport
-from pipeline.ingest import iter_scoring_chunks, record_lines, table_format
+from pipeline.explain import values_as_read
+from pipeline.ingest import ScoringChunk, iter_scoring_chunks, record_lines, table_format
 from pipeline.monitoring import ScoreHistogram, TopAnomalies, drift_reference, drift_summary
 from pipeline.outputs import (
     FLAGGED_FILE,
@@ -49,6 +51,7 @@ from pipeline.outputs import (
 from pipeline.registry import ModelRef
 from pipeline.report import ScoringReportData, render_scoring_report
 from pipeline.scoring import SCORE_COLUMNS
+from pipeline.threshold import expected_flag_rate
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,29 @@ def _output_schema(table: pa.Table) -> pa.Schema:
     return pa.schema(fields, metadata=table.schema.metadata)
 
 
+def _unique_name(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name = f"input_{name}"
+    return name
+
+
+def with_inputs(scored: pd.DataFrame, as_read: pd.DataFrame, id_columns: list[str]) -> pd.DataFrame:
+    """``scored`` (id and score columns) followed by the input columns of the same rows as
+    read, id columns left out (they lead already); an input column named like an output
+    column is prefixed ``input_``."""
+    inputs = as_read.drop(columns=[c for c in id_columns if c in as_read.columns])
+    taken = {str(c) for c in scored.columns}
+    inputs.columns = [_unique_name(str(c), taken) for c in inputs.columns]
+    return pd.concat([scored.reset_index(drop=True), inputs.reset_index(drop=True)], axis=1)
+
+
+def _rejected_as_read(rejected: pd.DataFrame, chunk: ScoringChunk) -> pd.DataFrame:
+    """Rejected rows: ``line`` (the record number, for now), ``reason``, then every field as
+    read (a CSV field's text, not the value parsed from it)."""
+    as_read = chunk.rows_as_read(rejected["line"].to_numpy())
+    return pd.concat([rejected[["line", "reason"]].reset_index(drop=True), as_read], axis=1)
+
+
 def _score_into(
     detector: AnomalyDetector,
     ref: ModelRef,
@@ -98,9 +124,12 @@ def _score_into(
 
     Memory is bounded by ``scoring.chunk_rows`` (plus the flagged and rejected rows, which are
     kept to be sorted): a chunk is read, checked, preprocessed, scored and written before the
-    next one is read. Reasons are computed for flagged rows only.
+    next one is read. Reasons are computed for flagged rows only. Flagged rows (and, with
+    ``scoring.scored_input_columns``, every scored row) carry the input columns as read;
+    rejected rows carry every field as read.
     """
     schema = detector.schema_
+    cut = detector.threshold_ if options.threshold is None else float(options.threshold)
     chunks = iter_scoring_chunks(
         input_path,
         string_columns=schema.categorical_columns + schema.id_columns,
@@ -110,7 +139,7 @@ def _score_into(
     writer: pq.ParquetWriter | None = None
     out_schema: pa.Schema | None = None
     # the report's aggregates, accumulated chunk by chunk (fixed memory)
-    histogram = ScoreHistogram.for_threshold(detector.reference_quantiles_, detector.threshold_)
+    histogram = ScoreHistogram.for_threshold(detector.reference_quantiles_, cut)
     reference = drift_reference(detector)
     drift = DriftAccumulator(reference) if reference is not None else None
     flagged: list[pd.DataFrame] = []
@@ -136,6 +165,7 @@ def _score_into(
                 line_numbers=chunk.records,
                 model_name=ref.name,
                 model_version=ref.version,
+                threshold=options.threshold,
                 log_warnings=False,
                 scoring=options,
             )
@@ -143,7 +173,23 @@ def _score_into(
                 if message not in warnings:
                     logger.warning(message)
                     warnings.append(message)
-            table = pa.Table.from_pandas(result.scored, preserve_index=False)
+            scored, lines = result.scored, result.scored_lines
+            flags = scored["is_anomaly"].to_numpy() == 1
+            flagged_read = chunk.rows_as_read(lines[flags])
+            if chunk.raw is not None and flags.any() and result.accepted is not None:
+                # the reasons' numbers as the file wrote them (76.0, not 76)
+                scored.loc[flags, "reasons"] = values_as_read(
+                    scored.loc[flags, "reasons"].tolist(),
+                    result.accepted.iloc[np.flatnonzero(flags)],
+                    flagged_read,
+                    schema.numeric_columns,
+                )
+            if options.scored_input_columns:
+                scored = with_inputs(scored, chunk.rows_as_read(lines), schema.id_columns)
+                flagged.append(scored[flags])
+            else:
+                flagged.append(with_inputs(scored[flags], flagged_read, schema.id_columns))
+            table = pa.Table.from_pandas(scored, preserve_index=False)
             if writer is None or out_schema is None:
                 out_schema = _output_schema(table)
                 writer = pq.ParquetWriter(scored_path, out_schema)
@@ -152,9 +198,8 @@ def _score_into(
             histogram.update(result.scored["anomaly_score"].to_numpy())
             if drift is not None and result.accepted is not None:
                 drift.update(result.accepted)
-            flagged.append(result.scored[result.scored["is_anomaly"] == 1])
             if len(result.rejected):
-                rejected.append(result.rejected)
+                rejected.append(_rejected_as_read(result.rejected, chunk))
             if time.monotonic() - last_log > 10:  # progress of long files
                 last_log = time.monotonic()
                 logger.info(
@@ -211,7 +256,8 @@ def score_file(
 
     ``detector`` is the loaded detector or a function returning it, called only when the file
     has to be scored (a rerun that skips every file loads no model). ``scoring``: how to run
-    (default: the detector's settings).
+    (default: the detector's settings); its ``threshold``, when set, replaces the model's for
+    this run, and an earlier output made with another cut-off is not reused.
     """
     input_path = Path(input_path)
     stem = input_path.stem
@@ -219,8 +265,9 @@ def score_file(
         remove_stale_staging(output_root, stem)
         before = _file_state(input_path)
         digest = sha256_file(input_path)
+        override = scoring.threshold if scoring is not None else None
         if not force:
-            previous = find_previous(output_root, stem, digest, ref.version)
+            previous = find_previous(output_root, stem, digest, ref.version, override)
             if previous is not None:
                 logger.info(
                     "skip %s: already scored with %s version %s (%s)",
@@ -232,7 +279,17 @@ def score_file(
                 return previous.model_copy(update={"skipped": True})
         started = datetime.now(UTC)
         loaded = detector if isinstance(detector, AnomalyDetector) else detector()
-        options = scoring or loaded.settings.scoring
+        options = scoring or loaded.settings.scoring.model_copy(update={"threshold": None})
+        cut = loaded.threshold_ if options.threshold is None else float(options.threshold)
+        rules = loaded.settings.threshold
+        expected_rate = expected_flag_rate(
+            rules, loaded.reference_quantiles_, cut, options.threshold is not None
+        )
+        rule = (
+            "set for this run (scoring.threshold)"
+            if options.threshold is not None
+            else f"the model's: {rules.rule}"
+        )
         out_dir = output_dir_for(output_root, run_date, stem, digest)
         staging = staging_root(output_root, stem) / uuid.uuid4().hex
         staging.mkdir(parents=True)
@@ -255,12 +312,13 @@ def score_file(
                 input_name=str(input_path),
                 model_name=ref.name,
                 model_version=ref.version,
-                threshold=float(loaded.threshold_),
+                threshold=cut,
+                threshold_rule=rule,
                 rows_read=streamed.rows_read,
                 rows_scored=streamed.rows_scored,
                 rows_rejected=rows_rejected,
                 rows_flagged=len(streamed.flagged),
-                expected_flag_rate=loaded.settings.threshold.contamination,
+                expected_flag_rate=expected_rate,
                 histogram=streamed.histogram,
                 top_anomalies=streamed.top,
                 drift=streamed.drift,
@@ -277,7 +335,8 @@ def score_file(
                 model_name=ref.name,
                 model_version=ref.version,
                 model_run_id=ref.run_id,
-                threshold=float(loaded.threshold_),
+                threshold=cut,
+                threshold_override=options.threshold,
                 started_at=started.isoformat(),
                 warnings=streamed.warnings,
                 flag_rate=report.flag_rate,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,11 @@ class TrainingSettings(_Section):
     batch_size: int = Field(default=256, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    beta: float = Field(default=0.1, ge=0, description="weight of the KL term in the loss")
+    beta: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        default="auto",
+        description="weight of the KL term in the loss; auto: 0.5 for a table whose model "
+        "columns are all categorical, else 0.1",
+    )
     trim_fraction: float = Field(
         default=0.0,
         ge=0,
@@ -84,16 +88,54 @@ class TrainingSettings(_Section):
 
 
 class ThresholdSettings(_Section):
+    """How training sets the model's threshold (see :func:`pipeline.threshold.fit_threshold`):
+    by ``contamination`` unless ``target_fpr`` or ``fixed_score`` (at most one) is set."""
+
     contamination: float = Field(
-        default=0.01, gt=0, lt=0.5, description="expected share of anomalies: threshold quantile"
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="expected share of anomalies: the threshold is the 1 - contamination "
+        "quantile of the validation scores (about that share of rows like the training "
+        "data is flagged)",
     )
+    target_fpr: float | None = Field(
+        default=None,
+        gt=0,
+        lt=0.5,
+        description="instead: the lowest threshold with at most this share of the validation "
+        "rows (held out from training, taken as normal) above it",
+    )
+    fixed_score: float | None = Field(
+        default=None, description="instead: this anomaly score is the threshold"
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ThresholdSettings:
+        if self.target_fpr is not None and self.fixed_score is not None:
+            raise ValueError(
+                "set at most one of threshold.target_fpr and threshold.fixed_score "
+                f"(got {self.target_fpr} and {self.fixed_score})"
+            )
+        return self
+
+    @property
+    def rule(self) -> str:
+        """The rule in words: ``contamination 0.01``, ``target FPR 0.005``, ``fixed score 3``."""
+        if self.fixed_score is not None:
+            return f"fixed score {self.fixed_score:g}"
+        if self.target_fpr is not None:
+            return f"target FPR {self.target_fpr:g} on the validation split"
+        return f"contamination {self.contamination:g}"
 
 
 class ScoringSettings(_Section):
-    score: Literal["log_max", "max", "standardized", "sum"] = Field(
-        default="log_max",
-        description="log_max: max(z(log recon), kl_weight * z(log KL)); max: max(z(recon), "
-        "kl_weight * z(KL)); standardized: z(recon) + kl_weight * z(KL); z with "
+    score: Literal["auto", "log_max", "elbo", "max", "standardized", "sum"] = Field(
+        default="auto",
+        description="auto: elbo for a table whose model columns are all categorical, else "
+        "log_max; log_max: max(z(log recon), kl_weight * z(log KL)); elbo: the negative "
+        "ELBO, recon / 2 + kl_weight * KL, categorical columns by their likelihood; max: "
+        "max(z(recon), kl_weight * z(KL)); standardized: z(recon) + kl_weight * z(KL); z with "
         "training-record statistics; sum: raw recon + KL",
     )
     kl_weight: float = Field(default=1.0, ge=0, description="weight of the standardised KL term")
@@ -105,7 +147,19 @@ class ScoringSettings(_Section):
         description="rows read, scored and written at a time when scoring a file: memory is "
         "bounded by the chunk, not by the file",
     )
-    top_reasons: int = Field(default=3, ge=1)
+    top_reasons: int = Field(
+        default=3, ge=1, description="most columns named in a flagged row's reasons"
+    )
+    threshold: float | None = Field(
+        default=None,
+        description="a score cut-off for this run, instead of the model's threshold "
+        "(rows scoring above it are flagged)",
+    )
+    scored_input_columns: bool = Field(
+        default=False,
+        description="also write every input column, as read, into scored.parquet (flagged.csv "
+        "always has them)",
+    )
     output_root: Path = Field(default=PROJECT_ROOT / "data" / "scored")
     executor: Literal["sequential", "dask"] = Field(
         default="sequential",

@@ -27,20 +27,29 @@ from pipeline import artifacts
 from pipeline.config import ScoringSettings, Settings
 from pipeline.explain import Explainer
 from pipeline.preprocess import TabularPreprocessor
-from pipeline.schema import SchemaError, check_scoring_frame, clean_training_frame, infer_schema
+from pipeline.schema import (
+    SchemaError,
+    TableSchema,
+    check_scoring_frame,
+    clean_training_frame,
+    infer_schema,
+)
 from pipeline.scoring import (
     ScoreDefinition,
     ScoreResult,
     ScoreStats,
     output_frame,
 )
-from pipeline.threshold import contamination_threshold, reference_quantiles, score_percentile
+from pipeline.threshold import fit_threshold, reference_quantiles, score_percentile
 from vae import EpochStats, TrainConfig, VAEConfig, default_architecture, fit_vae
 from vae.infer import aligned_window, score_arrays
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AnomalyDetector", "NotFittedError"]
+
+
+DISCRETE_BETA = 0.5  # the KL weight of a table whose model columns are all categorical
 
 
 class NotFittedError(RuntimeError):
@@ -61,8 +70,36 @@ def _vae_config(settings: Settings, n_features: int) -> VAEConfig:
     )
 
 
+def _resolved(settings: Settings, schema: TableSchema) -> Settings:
+    """The settings with ``auto`` choices made for this table (what the saved model records).
+
+    A table whose model columns are all categorical (discrete) is trained with a KL weight of
+    ``DISCRETE_BETA`` and scored by the negative ELBO, its columns by their categorical
+    likelihood (``-log p`` of the observed category, from the decoder's class probabilities);
+    other tables get ``beta`` 0.1 and the ``log_max`` score. Why: the Gaussian decoder's
+    likelihood of 0/1 features is degenerate (their variance can shrink to its floor), so with
+    a cheap latent code (``beta`` 0.1) a model learns every combination of categories in the
+    code and reconstructs anomalies as well as normal rows (on the chess table it ranked them
+    below random); at the ELBO's own weight (1) the code collapses to the prior for most of
+    training and the model reads each column alone (blind to a rare combination of common
+    values). The squared error of a one-hot block is at most 2 however rare the category; its
+    likelihood keeps growing. Measured in benchmarks/RESULTS.md ("Categorical tables").
+    """
+    discrete = not schema.numeric_columns
+    training, scoring = settings.training, settings.scoring
+    beta = training.beta if training.beta != "auto" else (DISCRETE_BETA if discrete else 0.1)
+    score = scoring.score if scoring.score != "auto" else ("elbo" if discrete else "log_max")
+    return settings.model_copy(
+        update={
+            "training": training.model_copy(update={"beta": beta}),
+            "scoring": scoring.model_copy(update={"score": score}),
+        }
+    )
+
+
 def _train_config(settings: Settings) -> TrainConfig:
     t = settings.training
+    assert t.beta != "auto", "resolve the settings first (_resolved)"
     return TrainConfig(
         max_epochs=t.max_epochs,
         batch_size=t.batch_size,
@@ -111,6 +148,7 @@ class AnomalyDetector:
                 "add data or lower training.min_rows"
             )
         schema = infer_schema(frame, s.data)
+        s = self.settings = _resolved(s, schema)
         clean = clean_training_frame(frame, schema)
         order = np.random.default_rng(s.training.seed).permutation(len(clean))
         n_val = max(1, round(s.training.validation_fraction * len(clean)))
@@ -134,11 +172,12 @@ class AnomalyDetector:
         self.device_ = result.device
 
         window = s.scoring.batch_rows  # the windows of scoring: the same numbers for a row
-        train_terms = score_arrays(self.model_, x_train, window)
+        blocks = self._likelihood_blocks()
+        train_terms = score_arrays(self.model_, x_train, window, categories=blocks)
         self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl)
-        val_terms = score_arrays(self.model_, x_val, window)
+        val_terms = score_arrays(self.model_, x_val, window, categories=blocks)
         val_scores = self._definition().combine(val_terms.recon, val_terms.kl)
-        self.threshold_ = contamination_threshold(val_scores, s.threshold.contamination)
+        self.threshold_ = fit_threshold(val_scores, s.threshold)
         self.reference_quantiles_ = reference_quantiles(val_scores)
         self.validation_scores_ = val_scores
         kept = [c for c in frame.columns if c in schema.roles or c == "label"]
@@ -157,6 +196,13 @@ class AnomalyDetector:
         )
         return self
 
+    def _likelihood_blocks(self) -> list[tuple[int, int]]:
+        """The one-hot blocks scored by their categorical likelihood: with the ``elbo`` score
+        (the negative ELBO is a likelihood bound); the other scores keep the squared error."""
+        if self.settings.scoring.score != "elbo":
+            return []
+        return self.preprocessor_.categorical_blocks()
+
     def _definition(self) -> ScoreDefinition:
         scoring = self.settings.scoring
         return ScoreDefinition(scoring.score, scoring.kl_weight, self.score_stats_)
@@ -171,6 +217,7 @@ class AnomalyDetector:
             self.score_definition_,
             self.reference_frame_,
             self.settings.scoring.batch_rows,
+            self._likelihood_blocks(),
         )
 
     # -- scoring ------------------------------------------------------------------------
@@ -194,7 +241,12 @@ class AnomalyDetector:
             # Monte Carlo noise: seeded per block (reproducible; with mc_samples > 0 a score
             # depends on the row's position in its chunk, unlike the default deterministic one)
             terms = score_arrays(
-                self.model_, x, window=step, mc_samples=mc, seed=self.settings.training.seed + start
+                self.model_,
+                x,
+                window=step,
+                mc_samples=mc,
+                seed=self.settings.training.seed + start,
+                categories=self.explainer_.categories,
             )
             recon[start : start + len(x)] = terms.recon
             kl[start : start + len(x)] = terms.kl

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.preprocess import TabularPreprocessor
+from pipeline.preprocess import MISSING_CATEGORY, TabularPreprocessor
 from pipeline.schema import TableSchema, check_scoring_frame
 from pipeline.scoring import ScoreDefinition
 from vae import VAE
-from vae.infer import kl_array, reconstruct, score_arrays
+from vae.infer import feature_errors, kl_array, score_arrays
 
 # numeric values tried per column, and how close two columns' score falls must be to count as
 # equally good explanations (then the driving term's shares order them)
@@ -34,16 +36,105 @@ REASON_QUANTILES = 7
 REASON_TIE = 0.15
 REASON_WINDOW = 2048  # rows per forward pass of the reasons (flagged rows, changed copies)
 REASON_SEARCH_COLUMNS = 4  # columns searched per row: those with the largest driving share
+MIN_REASON_SHARE = 0.01  # a column is named when it explains at least 1% of the summed falls
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+def _number(value: float) -> str:
+    """A number in full, as the shortest decimal that reads back as the same float: 99999,
+    12.4, 0.000123 (never ``1e+05`` or ``18.0``); scientific only beyond 1e15 or below 1e-5."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 1e15 or abs(value) < 1e-5:
+        return np.format_float_scientific(value, trim="-")
+    return np.format_float_positional(value, trim="-")
+
+
+def _rounded(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, written as a person would: 15000, 1.1."""
+    return _number(float(f"{value:.{digits}g}"))
+
+
+def value_text(value: Any) -> str:
+    """A cell as read: ``missing``, a number in full (:func:`_number`), else its text."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "missing"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
     if isinstance(value, float | np.floating):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}"
+        return _number(float(value))
     return str(value)
+
+
+def _about(expected: float, value: float) -> str | None:
+    """``about X``: the expected number to 2 significant digits, or more where 2 would write
+    it like the row's own value; None when it cannot be told apart from the value."""
+    for digits in range(2, 7):
+        text = _rounded(expected, digits)
+        if math.isnan(value) or text != _rounded(value, digits):
+            return f"about {text}"
+    return None
+
+
+def expected_text(value: Any, best: Any, low: Any, high: Any) -> str | None:
+    """What the model expected instead of ``value``, as a person writes it; None when it
+    would read as the value itself (such a column is not named).
+
+    Categories: the best category (``missing`` for the missing category). Numbers: ``about
+    X`` for the best training quantile, or ``between L and H`` when every quantile from L to
+    H lowers the score about as much (and the value lies outside that range).
+    """
+    if not isinstance(best, float | np.floating):
+        shown = "missing" if best is None or best == MISSING_CATEGORY else str(best)
+        return None if shown == value_text(value) else shown
+    number = math.nan if value is None or pd.isna(value) else float(value)
+    if low < high and not low <= number <= high:
+        low_text, high_text = _rounded(low, 2), _rounded(high, 2)
+        if low_text != high_text:
+            return f"between {low_text} and {high_text}"
+    return _about(float(best), number)
+
+
+def values_as_read(
+    reasons: list[str], checked: pd.DataFrame, as_read: pd.DataFrame, columns: list[str]
+) -> list[str]:
+    """``reasons`` of some rows with their numeric values written as the input file held them
+    (``customer_age=76.0`` where the file says ``76.0``): for each of ``columns`` present in a
+    row's text, its reason's ``column=value (expected `` is rewritten with the row's text in
+    ``as_read`` (rows aligned with ``checked``, the checked values the reasons were made from).
+    Missing cells stay ``missing``."""
+    out = list(reasons)
+    for column in columns:
+        if column not in as_read.columns or column not in checked.columns:
+            continue
+        read = as_read[column].to_numpy(dtype=object)
+        values = checked[column].to_numpy(dtype=object)
+        for i, text in enumerate(out):
+            raw = read[i]
+            if f"{column}=" not in text or not isinstance(raw, str) or pd.isna(values[i]):
+                continue
+            old = f"{column}={value_text(values[i])} (expected "
+            new = f"{column}={raw.strip()} (expected "
+            if text.startswith(old):
+                text = new + text[len(old) :]
+            out[i] = text.replace(f", {old}", f", {new}")
+    return out
+
+
+def _non_increasing(shares: list[float]) -> list[float]:
+    """The closest non-increasing sequence (pool adjacent violators): where the order puts a
+    column before one with a larger share, both get their mean share."""
+    blocks: list[list[float]] = []  # [sum, count] of pooled neighbours
+    for share in shares:
+        blocks.append([share, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] < blocks[-1][0] * blocks[-2][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    return [total / count for total, count in blocks for _ in range(int(count))]
 
 
 def _column_sums(per_feature: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -77,6 +168,18 @@ def _reason_order(falls: np.ndarray, driving: np.ndarray, missing: np.ndarray) -
     return np.lexsort((within, rank_group), axis=1)
 
 
+@dataclass(frozen=True)
+class Counterfactuals:
+    """Per row and column (``(n, n_columns)`` arrays): the score's fall at the column's best
+    single change (``-inf`` where not searched), that change (a candidate's index), and the
+    lowest and highest candidates around it that restore the row about as well."""
+
+    falls: np.ndarray
+    best: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
 class Explainer:
     """The reasons of a fitted detector's rows (see the module notes).
 
@@ -94,8 +197,10 @@ class Explainer:
         score: ScoreDefinition,
         reference: pd.DataFrame,
         window: int,
+        categories: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.model = model
+        self.categories = list(categories)  # one-hot blocks scored by their likelihood
         self.preprocessor = preprocessor
         self.columns = schema.model_columns
         self.score = score
@@ -112,6 +217,7 @@ class Explainer:
             encoded.mean(axis=0) if encoded is not None else np.zeros(len(sources), np.float32)
         )
         self.owner, self.mask, self.values = self._candidates(encoded)
+        self.labels = self._candidate_labels()
 
     def _candidates(self, reference: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """Every one-column change tried: its column (``owner``), the encoded features it sets
@@ -145,6 +251,19 @@ class Explainer:
             mask[i, features], values[i, features] = True, setting
         return np.array(owner, dtype=np.int64), mask, values
 
+    def _candidate_labels(self) -> np.ndarray:
+        """Each candidate change as a person reads it: the number (in the column's units) or
+        the category it sets."""
+        decoded = self.preprocessor.expected_values(self.values.astype(np.float64))
+        labels = np.empty(len(self.owner), dtype=object)
+        for j, column in enumerate(self.columns):
+            mine = self.owner == j
+            labels[mine] = [
+                float(v) if isinstance(v, float | np.floating) else str(v)
+                for v in decoded[column][mine]
+            ]
+        return labels
+
     def explain(
         self,
         rows: pd.DataFrame,
@@ -166,66 +285,68 @@ class Explainer:
         back to the column) when the reconstruction term drives the score, its share of the
         KL fall when set to its training mean when the KL term does. Missing cells come after
         present values: a missing value is named first only when no present value explains
-        the row. The expected value is the column's best change (the category or training
-        quantile that lowers the score most) where one lowers it, else the reconstruction in
-        the column's units (the most likely category).
+        the row.
+
+        What is named: only columns whose change lowers the score, at least
+        ``MIN_REASON_SHARE`` of the summed falls, at most ``top_reasons`` of them. Shares
+        never increase along a row's reasons: where the order above puts a column before one
+        with a larger share (a near tie, or a missing cell), both show their mean share.
+        Each reason reads ``column=value (expected E, share)``: the value as read
+        (:func:`value_text`), E the column's best change as a person writes it
+        (:func:`expected_text`: the category; ``about 64``; ``between 40 and 90`` when every
+        training quantile in that range restores the row about as well); a column whose
+        expected value would read as its own value is not named.
         ``x`` are the encoded (checked) rows; ``terms`` their recon_error and kl, when known.
         """
         columns = self.columns
-        recon = reconstruct(self.model, x, REASON_WINDOW)
-        driving = self._driving_term_weights(x, recon, terms)
-        falls, best = self._counterfactual_falls(x, driving)
+        driving = self._driving_term_weights(x, terms)
+        found = self._counterfactual_falls(x, driving)
         missing = rows[columns].isna().to_numpy()
-        order = _reason_order(falls, driving, missing)
-        positive = np.maximum(falls, 0.0)
+        order = _reason_order(found.falls, driving, missing)
+        positive = np.maximum(found.falls, 0.0)
         total = _row_totals(positive)
-        share = np.where(total > 0, positive / np.maximum(total, 1e-12), driving)
-        expected = self._expected_values(recon, falls, best)
-        top = order[:, : min(top_reasons, len(columns))]
-        # per-row Python is limited to formatting the reasons of the (few) flagged rows
-        actual = {columns[j]: rows[columns[j]].to_numpy(dtype=object) for j in np.unique(top)}
-        numeric = set(self.preprocessor.numeric_columns)
-        approx = {c: "~" if c in numeric else "" for c in columns}
+        share = np.where(total > 0, positive / np.maximum(total, 1e-12), 0.0)
+        # per-row Python is limited to the (few) flagged rows and their few explaining columns
+        ranked = np.take_along_axis(share, order, axis=1)
+        named = np.unique(order[ranked > 0])
+        actual = {columns[j]: rows[columns[j]].to_numpy(dtype=object) for j in named}
         texts = []
         for i in range(len(rows)):
-            parts = []
-            for j in top[i]:
-                column = columns[j]
-                parts.append(
-                    f"{column}={_fmt(actual[column][i])} (expected {approx[column]}"
-                    f"{_fmt(expected[column][i])}, {share[i, j]:.0%})"
+            candidates = order[i][ranked[i] > 0]
+            shown = _non_increasing([float(share[i, j]) for j in candidates])
+            parts: list[str] = []
+            for j, part in zip(candidates, shown, strict=True):
+                if part < MIN_REASON_SHARE or len(parts) == top_reasons:
+                    break
+                value = actual[columns[j]][i]
+                expected = expected_text(
+                    value,
+                    self.labels[found.best[i, j]],
+                    self.labels[found.low[i, j]],
+                    self.labels[found.high[i, j]],
                 )
+                if expected is not None:
+                    parts.append(
+                        f"{columns[j]}={value_text(value)} (expected {expected}, {part:.0%})"
+                    )
             texts.append(", ".join(parts))
         return texts
 
-    def _expected_values(
-        self, recon: np.ndarray, falls: np.ndarray, best: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """Per column, in its units: the value of its best single change where that lowers the
-        score, else the reconstruction (numeric) or the most likely category."""
-        changed = recon.copy()  # the decoder output with each column set to its best change
-        for j in range(len(self.columns)):
-            helps = falls[:, j] > 0
-            for i in np.unique(best[helps, j]):
-                rows = helps & (best[:, j] == i)
-                features = self.mask[i]
-                changed[np.ix_(rows, features)] = self.values[i, features]
-        return self.preprocessor.expected_values(changed)
-
     def _driving_term_weights(
-        self, x: np.ndarray, recon: np.ndarray, terms: tuple[np.ndarray, np.ndarray] | None
+        self, x: np.ndarray, terms: tuple[np.ndarray, np.ndarray] | None
     ) -> np.ndarray:
         """Per column, its share of the term that drives each row's score (rows sum to 1).
 
-        Reconstruction-driven rows: the column's part of the precision-weighted squared error.
+        Reconstruction-driven rows: the column's part of the reconstruction loss (the
+        precision-weighted squared error; the categorical likelihood with the ``elbo`` score).
         KL-driven rows (the encoder followed an extreme value instead of failing to
         reconstruct it): how much the KL falls when the column alone is set to its training
         mean.
         """
-        precision = self.model.feature_precision().detach().cpu().numpy().astype(np.float64)
-        per_column = _column_sums((x.astype(np.float64) - recon) ** 2 * precision, self.group)
+        losses = feature_errors(self.model, x, REASON_WINDOW, self.categories)
+        per_column = _column_sums(losses, self.group)
         if terms is None:
-            computed = score_arrays(self.model, x, self.window)
+            computed = score_arrays(self.model, x, self.window, categories=self.categories)
             terms = (computed.recon, computed.kl)
         kl_driven = self.score.kl_driven(*terms)
         if kl_driven.any():
@@ -257,15 +378,18 @@ class Explainer:
             if changes is not None:
                 tried = changes[start : start + REASON_WINDOW]
                 np.copyto(trial[: len(part)], self.values[tried], where=self.mask[tried])
-            terms = score_arrays(self.model, trial[: len(part)], REASON_WINDOW)
+            terms = score_arrays(
+                self.model, trial[: len(part)], REASON_WINDOW, categories=self.categories
+            )
             scores[start : start + len(part)] = self.score.reason_scale(terms.recon, terms.kl)
         return scores
 
-    def _counterfactual_falls(
-        self, x: np.ndarray, driving: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _counterfactual_falls(self, x: np.ndarray, driving: np.ndarray) -> Counterfactuals:
         """Per row and column: how much the (deterministic) score falls at the column's best
-        single change, and which candidate that is (its row in ``mask`` / ``values``).
+        single change, which candidate that is (its row in ``mask`` / ``values``), and the
+        lowest and highest candidates of the run of neighbouring candidates around it whose
+        falls are within ``REASON_TIE`` of the best one (for a numeric column: the range of
+        training quantiles that restore the row about as well).
 
         Only the ``REASON_SEARCH_COLUMNS`` columns with the largest share of the driving term
         are searched (their fall is ``-inf`` elsewhere): the cost per flagged row stays
@@ -275,17 +399,31 @@ class Explainer:
         searched = np.zeros((n, n_columns), dtype=bool)
         widest = np.argsort(-driving, axis=1, kind="stable")[:, :REASON_SEARCH_COLUMNS]
         np.put_along_axis(searched, widest, True, axis=1)
-        pair_row, pair_candidate = np.nonzero(searched[:, self.owner])  # (row, change) to score
+        # (row, change) pairs to score, by row, then by candidate (a column's in value order)
+        pair_row, pair_candidate = np.nonzero(searched[:, self.owner])
         scores = self._window_scores(x, pair_row, pair_candidate)
         # lowest score per (row, column), and which candidate gives it
-        key = pair_row * n_columns + self.owner[pair_candidate]
+        pair_column = self.owner[pair_candidate]
+        key = pair_row * n_columns + pair_column
         order = np.lexsort((scores, key))
         firsts = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
         lowest = np.full((n, n_columns), np.inf)
         best = np.zeros((n, n_columns), dtype=np.int64)
-        at_row, at_column = pair_row[firsts], self.owner[pair_candidate[firsts]]
+        at_row, at_column = pair_row[firsts], pair_column[firsts]
         lowest[at_row, at_column] = scores[firsts]
         best[at_row, at_column] = pair_candidate[firsts]
         base = self._window_scores(x, np.arange(n))
         falls = np.where(searched, base[:, None] - lowest, -np.inf)
-        return falls, best
+        # runs of consecutive candidates of a (row, column) whose fall is near the best one
+        top = falls[pair_row, pair_column]
+        near = (top > 0) & (base[pair_row] - scores >= (1.0 - REASON_TIE) * top)
+        same = np.r_[False, key[1:] == key[:-1]]
+        starts = near & ~(same & np.r_[False, near[:-1]])
+        ends = near & ~(np.r_[same[1:], False] & np.r_[near[1:], False])
+        run = np.cumsum(starts) - 1
+        low, high = best.copy(), best.copy()
+        in_run = near[firsts]
+        winners = run[firsts[in_run]]  # the run of each best change
+        low[at_row[in_run], at_column[in_run]] = pair_candidate[np.flatnonzero(starts)[winners]]
+        high[at_row[in_run], at_column[in_run]] = pair_candidate[np.flatnonzero(ends)[winners]]
+        return Counterfactuals(falls, best, low, high)

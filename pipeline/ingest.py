@@ -133,6 +133,28 @@ class ScoringChunk:
     frame: pd.DataFrame
     records: np.ndarray
     bad: list[tuple[int, str, str]] = field(default_factory=list)
+    # CSV: every field's text exactly as the file held it ("" for an empty field); None for
+    # Parquet, whose typed values are what was read
+    raw: pa.Table | None = None
+
+    def rows_as_read(self, records: np.ndarray) -> pd.DataFrame:
+        """The rows with the given record numbers, every column as read: a CSV field's text
+        (``18`` stays ``18``, ``n/a`` stays ``n/a``), a Parquet value as stored."""
+        positions = np.searchsorted(self.records, np.asarray(records, dtype=np.int64))
+        if self.raw is None:
+            return self.frame.iloc[positions].reset_index(drop=True)
+        return self.raw.take(pa.array(positions, type=pa.int64())).to_pandas()
+
+
+# what pyarrow's CSV reader reads as missing by default (checked in a test)
+CSV_NULL_VALUES = pa.array(pacsv.ConvertOptions().null_values, type=pa.string())
+
+
+def _nulled(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text with the spellings of a missing value (``""``, ``NA``, ``n/a``, ``null``, ...) as
+    nulls, as pyarrow's reader makes them."""
+    missing = pc.is_in(values, value_set=CSV_NULL_VALUES)
+    return pc.if_else(missing, pa.scalar(None, pa.string()), values)
 
 
 def _numeric_column(values: pa.ChunkedArray) -> pa.ChunkedArray | None:
@@ -207,8 +229,10 @@ def iter_scoring_chunks(
             use_threads=False, block_size=_csv_block_size(path, chunk_rows)
         ),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+        # every field as text, missing spellings included: the rows as read (rejected.csv,
+        # flagged.csv) keep them; the frame to score gets them as nulls (``_nulled``)
         convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in header}, strings_can_be_null=True
+            column_types={c: pa.string() for c in header}, strings_can_be_null=False
         ),
     )
     # the parser runs ahead of the batches it returns, so every malformed record between the
@@ -230,7 +254,8 @@ def iter_scoring_chunks(
             raise InputError(f"{path}: malformed CSV ({exc}){hint}; nothing was scored") from None
         known_bad += [number for number, _, _ in bad]
         reported, bad[:] = list(bad), []
-        table = pa.Table.from_batches([batch])
+        raw = pa.Table.from_batches([batch])
+        table = pa.Table.from_arrays([_nulled(c) for c in raw.columns], names=raw.column_names)
         mixed = []
         for name in parse:
             numbers = _numeric_column(table[name])
@@ -248,7 +273,7 @@ def iter_scoring_chunks(
         frame = table.to_pandas()
         for name in mixed:
             frame[name] = _numbers_and_text(frame[name])
-        yield ScoringChunk(frame, records, reported)
+        yield ScoringChunk(frame, records, reported, raw)
     if not yielded or bad:
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in header})
         yield ScoringChunk(empty, np.empty(0, dtype=np.int64), list(bad))

@@ -18,6 +18,7 @@ one row per scored output (flag rate, drift), rebuilt from the manifests by
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,14 +70,18 @@ class ScoreHistogram:
     """Counts of scores in fixed bins; values outside the edges count in the outer bins.
 
     ``below`` / ``above`` say how many values fell outside the edges (they are also in the
-    first / last bin's count). Build it with :meth:`for_threshold`, then :meth:`update` chunk by
-    chunk (or :meth:`merge` partial histograms): memory is fixed.
+    first / last bin's count); ``lowest`` / ``highest`` are the extreme values counted (for a
+    figure's axis and legend: the data's range, not the bins'). Build it with
+    :meth:`for_threshold`, then :meth:`update` chunk by chunk (or :meth:`merge` partial
+    histograms): memory is fixed.
     """
 
     edges: np.ndarray  # (bins + 1,) increasing
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     below: int = 0
     above: int = 0
+    lowest: float = math.inf
+    highest: float = -math.inf
 
     def __post_init__(self) -> None:
         self.edges = np.asarray(self.edges, dtype=np.float64)
@@ -115,6 +120,9 @@ class ScoreHistogram:
         values = values[~np.isnan(values)]
         self.below += int((values < self.edges[0]).sum())
         self.above += int((values > self.edges[-1]).sum())
+        if values.size:
+            self.lowest = min(self.lowest, float(values.min()))
+            self.highest = max(self.highest, float(values.max()))
         positions = np.searchsorted(self.edges, values, side="right") - 1
         positions = np.clip(positions, 0, self.counts.size - 1)  # outside: the outer bins
         self.counts += np.bincount(positions, minlength=self.counts.size)
@@ -127,6 +135,8 @@ class ScoreHistogram:
         self.counts += other.counts
         self.below += other.below
         self.above += other.above
+        self.lowest = min(self.lowest, other.lowest)
+        self.highest = max(self.highest, other.highest)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +145,8 @@ class ScoreHistogram:
             "counts": self.counts.tolist(),
             "below": self.below,
             "above": self.above,
+            "lowest": self.lowest if self.total else None,
+            "highest": self.highest if self.total else None,
         }
 
     @classmethod
@@ -144,6 +156,8 @@ class ScoreHistogram:
             np.asarray(values["counts"], dtype=np.int64),
             int(values.get("below", 0)),
             int(values.get("above", 0)),
+            math.inf if values.get("lowest") is None else float(values["lowest"]),
+            -math.inf if values.get("highest") is None else float(values["highest"]),
         )
 
 

@@ -1,9 +1,10 @@
 """The outputs of a scored file: layout, manifest, staging and publish, rerun lookup, lock.
 
 Layout: ``<output_root>/<run date>/<input stem>/`` holding ``scored.parquet`` (every scored
-row), ``flagged.csv`` (flagged rows, for people), ``rejected.csv`` (rows that could not be
-scored, with line and reason), ``report.html`` (the run's self-contained report) and
-``manifest.json`` (its presence marks the output complete; :class:`Manifest`).
+row), ``flagged.csv`` (flagged rows, for people: with every input column as read),
+``rejected.csv`` (rows that could not be scored, with line, reason and their raw text),
+``report.html`` (the run's self-contained report) and ``manifest.json`` (its presence marks the
+output complete; :class:`Manifest`).
 
 Atomicity: the files are written into a staging folder
 (``<output_root>/.staging/<stem>/<hex>/``; each file fsynced, the manifest last) and the
@@ -11,9 +12,9 @@ staging folder is renamed into place (:func:`publish`), so ``<run date>/<stem>/`
 a complete output or does not exist. A crash leaves at most a staging folder, removed by the
 next run on a file of that name (:func:`remove_stale_staging`).
 
-Rerun key: (input sha256, model version), looked up in the manifests of every run date
-(:func:`find_previous`): an input already scored with the same model version is skipped
-unless ``force`` is set.
+Rerun key: (input sha256, model version, scoring-time threshold), looked up in the manifests
+of every run date (:func:`find_previous`): an input already scored with the same model version
+(and the same ``scoring.threshold``, usually none) is skipped unless ``force`` is set.
 
 Name collisions: two different inputs with the same stem (``a/orders.csv`` and
 ``b/orders.csv``, or ``orders.csv`` and ``orders.parquet``) must not share an output folder.
@@ -102,6 +103,7 @@ class Manifest(BaseModel):
     flag_rate: float | None = None
     expected_flag_rate: float | None = None
     flag_rate_warning: str = ""
+    threshold_override: float | None = None  # the run's scoring.threshold; None: the model's
     drift: DriftSummary = Field(default_factory=DriftSummary)
     output_dir: str = Field(default="", exclude=True)
     manifest_path: str = Field(default="", exclude=True)
@@ -201,9 +203,14 @@ def _candidate_names(stem: str, input_sha256: str) -> tuple[str, str]:
 
 
 def find_previous(
-    output_root: Path, stem: str, input_sha256: str, model_version: str
+    output_root: Path,
+    stem: str,
+    input_sha256: str,
+    model_version: str,
+    threshold_override: float | None = None,
 ) -> Manifest | None:
-    """The manifest of an earlier complete run on the same input with the same model version."""
+    """The manifest of an earlier complete run on the same input with the same model version
+    and the same scoring-time threshold (None: the model's own)."""
     for date_dir in date_dirs(output_root):
         for name in _candidate_names(stem, input_sha256):
             manifest = Manifest.read(date_dir / name / MANIFEST_FILE)
@@ -211,6 +218,7 @@ def find_previous(
                 manifest is not None
                 and manifest.input_sha256 == input_sha256
                 and manifest.model_version == model_version
+                and manifest.threshold_override == threshold_override
             ):
                 return manifest
     return None

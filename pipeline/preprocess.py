@@ -230,6 +230,16 @@ class TabularPreprocessor:
             names += [f"{column}={c}" for c in cats]
         return names
 
+    def categorical_blocks(self) -> list[tuple[int, int]]:
+        """The one-hot block ``[start, stop)`` of each categorical column, in column order."""
+        self._check_fitted()
+        start = len(self.numeric_columns) + len(self.indicator_columns_)
+        blocks = []
+        for cats in self.categories_:
+            blocks.append((start, start + len(cats)))
+            start += len(cats)
+        return blocks
+
     @property
     def n_features(self) -> int:
         return len(self.feature_sources)

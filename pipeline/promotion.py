@@ -4,7 +4,7 @@ The gate scores a reference batch (by default the validation split saved with th
 at training time, or a file the user names) and requires:
 
 1. every row scored, every score finite;
-2. a flag rate within ``[0.5, 2] x`` the configured contamination;
+2. a flag rate within ``[0.5, 2] x`` the configured contamination (or target FPR, when set);
 3. where the reference has a ``label`` column and a champion exists: the candidate's ROC-AUC on
    the reference is not more than 0.01 below the champion's on the same rows.
 
@@ -139,7 +139,8 @@ def promote(
         if current and current.version != str(version)
         else None
     )
-    result = gate(candidate, reference, settings.threshold.contamination, champion)
+    rules = settings.threshold  # the flag rate expected of a version: the configured rule's
+    result = gate(candidate, reference, rules.target_fpr or rules.contamination, champion)
     for failure in result.failures:
         logger.warning("gate: %s", failure)
     if not result.passed and not force:

@@ -134,7 +134,7 @@ class ScoreDefinition:
     """How ``(recon_error, kl)`` become the anomaly score (``scoring.score``, see the module
     notes), with the training records' statistics of both terms."""
 
-    kind: str  # log_max | max | standardized | sum
+    kind: str  # log_max | elbo | max | standardized | sum
     kl_weight: float
     stats: ScoreStats
 
@@ -157,6 +157,8 @@ class ScoreDefinition:
         """The anomaly score of each record."""
         if self.kind == "sum":
             return recon + kl
+        if self.kind == "elbo":  # recon is twice the negative log-likelihood
+            return 0.5 * recon + self.kl_weight * kl
         z_recon, z_kl = self.standardized(recon, kl)
         if self.kind in ("max", "log_max"):
             return np.maximum(z_recon, z_kl)
@@ -166,7 +168,7 @@ class ScoreDefinition:
         """Rows whose score comes from the KL term rather than the reconstruction term."""
         if self.kind == "sum":
             return np.zeros(len(recon), dtype=bool)
-        z_recon, z_kl = self.standardized(recon, kl)
+        z_recon, z_kl = self.standardized(recon, kl, logged=self.kind == "log_max")
         return np.asarray(z_kl > z_recon)
 
     def reason_scale(self, recon: np.ndarray, kl: np.ndarray) -> np.ndarray:
@@ -177,7 +179,7 @@ class ScoreDefinition:
         scales; the log only compresses the falls of the highest-scored rows, which would make
         near-equal explanations (currency or country) look distinct."""
         if self.kind != "log_max":
-            return self.combine(recon, kl)
+            return self.combine(recon, kl)  # elbo: the likelihood bound itself
         return np.maximum(*self.standardized(recon, kl, logged=False))
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from pipeline.config import PROJECT_ROOT, Settings
@@ -164,6 +166,15 @@ def log_training_run(
     ref = register_version(settings, info.model_uri, tags)
     logger.info("registered %s version %s (run %s)", ref.name, ref.version, run_id)
     return ref
+
+
+def training_data_path(run_id: str) -> str:
+    """The training data path a training run logged (param ``data.path``; "" if none)."""
+    try:
+        return str(MlflowClient().get_run(run_id).data.params.get("data.path", ""))
+    except MlflowException:
+        logger.warning("cannot read the training run %s: its data path is not shown", run_id)
+        return ""
 
 
 def scoring_experiment(settings: Settings) -> str:

@@ -29,7 +29,7 @@ for whole detector outputs, reasons included).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,9 @@ from vae.model import VAE
 ROW_ALIGN = 64  # rows: a multiple of every kernel's row panel and of the vector widths
 LANE = 16  # floats per padded width unit: 64 bytes
 DEFAULT_WINDOW = 4096
+CATEGORY_FLOOR = 1e-3  # the smallest class probability read from the decoder's output
+
+Blocks = Sequence[tuple[int, int]]  # one-hot blocks [start, stop) of the encoded features
 
 Step = tuple[torch.Tensor, torch.Tensor] | nn.Module  # a padded (weight, bias) or activation
 
@@ -103,7 +106,7 @@ class PaddedVAE:
     a test checks that both agree to float32 rounding.
     """
 
-    def __init__(self, model: VAE) -> None:
+    def __init__(self, model: VAE, categories: Blocks = ()) -> None:
         self.n_features = model.config.n_features
         self.width = _round_up(self.n_features, LANE)
         with torch.no_grad():
@@ -115,6 +118,53 @@ class PaddedVAE:
             self.precision = self.fc_out[1].new_zeros(self.width)
             self.precision[: self.n_features] = model.feature_precision()
         self.device = model.fc_out.weight.device
+        self._categorical_blocks(categories)
+
+    def _categorical_blocks(self, categories: Blocks) -> None:
+        """Index tensors of the one-hot blocks scored by the categorical likelihood."""
+        self.blocks = tuple((int(a), int(b)) for a, b in categories)
+        if not self.blocks:
+            return
+        columns = np.concatenate([np.arange(a, b) for a, b in self.blocks])
+        block_of = np.concatenate([np.full(b - a, i) for i, (a, b) in enumerate(self.blocks)])
+        self.block_columns = torch.from_numpy(columns).to(self.device)
+        self.block_ids = torch.from_numpy(block_of).to(self.device)
+        self.block_first = torch.tensor([a for a, _ in self.blocks], device=self.device)
+        self.not_in_block = torch.ones(self.width, device=self.device)
+        self.not_in_block[self.block_columns] = 0.0
+
+    def feature_loss(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Per row and (padded) feature, the reconstruction loss, shape ``(rows, width)``.
+
+        Numeric features: the squared error times the decoder's precision (twice the Gaussian
+        negative log-likelihood, up to a constant). One-hot blocks, when given: twice the
+        categorical negative log-likelihood of the observed category, ``-2 log p``, placed on
+        the block's first feature (0 on the others). ``p`` comes from the decoder's output,
+        which the MSE training makes an estimate of the class probabilities: each output
+        clipped to ``[CATEGORY_FLOOR, 1]``, one more class for the categories the encoding
+        does not keep (``1 - sum``, clipped alike), normalised to sum to 1. Unlike the squared
+        error of a one-hot block (at most 2), ``-log p`` keeps growing as the observed
+        category gets rarer.
+        """
+        loss = (x - recon).pow(2) * self.precision
+        if not self.blocks:
+            return loss
+        rows, n_blocks = x.shape[0], len(self.blocks)
+
+        def per_block(values: torch.Tensor) -> torch.Tensor:
+            out = values.new_zeros(rows, n_blocks)
+            return out.index_add_(1, self.block_ids, values)  # in feature order, per row
+
+        output = recon[:, self.block_columns]
+        observed = x[:, self.block_columns]
+        clipped = output.clamp(CATEGORY_FLOOR, 1.0)
+        other = (1.0 - per_block(output)).clamp(CATEGORY_FLOOR, 1.0)
+        seen = per_block(observed) > 0.5
+        chosen = torch.where(seen, per_block(clipped * observed), other)
+        surprise = -2.0 * torch.log(chosen / (per_block(clipped) + other))
+        loss = loss * self.not_in_block
+        loss[:, self.block_first] = surprise
+        return loss
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = _run(self.encoder, x)
@@ -159,16 +209,19 @@ def score_arrays(
     window: int = DEFAULT_WINDOW,
     mc_samples: int = 0,
     seed: int = 0,
+    categories: Blocks = (),
 ) -> Scores:
     """Per-record reconstruction error and KL, in windows of ``window`` rows.
 
+    The reconstruction error is :meth:`PaddedVAE.feature_loss` summed over the features
+    (``categories``: the one-hot blocks scored by the categorical likelihood).
     Deterministic by default (the decoder is fed the latent mean): a row's numbers do not
     depend on the other rows of ``x``. With ``mc_samples > 0`` the reconstruction error is
     averaged over that many posterior samples, seeded once per call: a row's noise then
     depends on its position in ``x``.
     """
     model.eval()
-    net = PaddedVAE(model)
+    net = PaddedVAE(model, categories)
     recon = np.empty(x.shape[0], dtype=np.float64)
     kl = np.empty(x.shape[0], dtype=np.float64)
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
@@ -180,10 +233,10 @@ def score_arrays(
                 err = torch.zeros(batch.shape[0], device=batch.device)
                 for _ in range(mc_samples):
                     sample = net.decode(VAE.reparameterize(mu, logvar))
-                    err += ((batch - sample).pow(2) * net.precision).sum(1)
+                    err += net.feature_loss(batch, sample).sum(1)
                 err /= mc_samples
             else:
-                err = ((batch - net.decode(mu)).pow(2) * net.precision).sum(1)
+                err = net.feature_loss(batch, net.decode(mu)).sum(1)
             recon[start:stop] = _numpy(err, stop - start)
             kl[start:stop] = _numpy(kl_divergence(mu, logvar), stop - start)
     return Scores(recon=recon, kl=kl)
@@ -224,15 +277,17 @@ def latent_means(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.
     return out
 
 
-def feature_errors(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:
-    """Per row and feature, the squared error of the reconstruction from the latent mean,
-    times the decoder's precision: shape ``(n, n_features)``; rows sum to ``recon``."""
+def feature_errors(
+    model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW, categories: Blocks = ()
+) -> np.ndarray:
+    """Per row and feature, the reconstruction loss from the latent mean
+    (:meth:`PaddedVAE.feature_loss`): shape ``(n, n_features)``; rows sum to ``recon``."""
     model.eval()
-    net = PaddedVAE(model)
+    net = PaddedVAE(model, categories)
     out = np.empty(x.shape, dtype=np.float64)
     with torch.inference_mode():
         for start, stop, batch in net.windows(x, window):
-            error = (batch - net.decode(net.encode(batch)[0])).pow(2) * net.precision
+            error = net.feature_loss(batch, net.decode(net.encode(batch)[0]))
             out[start:stop] = _numpy(error[:, : net.n_features], stop - start)
     return out
 

@@ -1,5 +1,5 @@
-"""Every detector on every split: fit, score and time, one failure never ending the run;
-results cached (``benchmarks/cache/``) and written to ``adbench_per_split.csv``."""
+"""Every detector on every split of a suite: fit, score and time, one failure never ending the
+run; results cached (``benchmarks/cache/``) and written to ``<suite>_per_split.csv``."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from benchmarks.adbench.data import Split, load_dataset, make_split
+from benchmarks.adbench.data import Split
 from benchmarks.adbench.detectors import VAE_NAME, DetectorSpec, Model
+from benchmarks.adbench.suites import Suite
 from benchmarks.common import PROJECT_LOGGERS
 
 PER_SPLIT_COLUMNS = [
     "dataset",
     "seed",
     "detector",
+    "model_seed",  # vae-anomaly: training.seed; empty for the baselines
     "roc_auc",
     "pr_auc",
     "fit_s",
@@ -85,8 +87,8 @@ def run_detector(spec: DetectorSpec, split: Split) -> Outcome:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            train, test = spec.prepare(split.x_train), spec.prepare(split.x_test)
-            model = spec.make(split.seed)
+            train, test = spec.prepare(split)  # untimed; fitted on the train part only
+            model = spec.make(split)
             start = time.perf_counter()
             model.fit(train)
             outcome.fit_s = time.perf_counter() - start
@@ -150,7 +152,7 @@ class ResultCache:
 
 @dataclass
 class RunConfig:
-    data_dir: Path
+    suite: Suite
     datasets: list[str]
     seeds: tuple[int, ...]
     specs: list[DetectorSpec]
@@ -163,7 +165,9 @@ class RunConfig:
 
 
 def run(config: RunConfig) -> pd.DataFrame:
-    """Every detector on every split; writes the per-split CSV after each dataset."""
+    """Every detector on every split of the suite; writes the per-split CSV after each
+    dataset."""
+    suite = config.suite
     baseline_cache = ResultCache(config.cache_dir / "baselines.jsonl")
     vae_cache = ResultCache(config.cache_dir / "vae.jsonl")
     rows: list[dict[str, Any]] = []
@@ -171,12 +175,12 @@ def run(config: RunConfig) -> pd.DataFrame:
     done = 0
     for dataset in config.datasets:
         try:
-            x, y = load_dataset(config.data_dir, dataset)
+            x, y = suite.load(dataset)
         except Exception as exc:
             log.error("%s: cannot load (%s): skipped", dataset, exc)
             continue
         for seed in config.seeds:
-            split = make_split(dataset, x, y, seed)
+            split = suite.split(dataset, x, y, seed)
             base = {
                 "dataset": dataset,
                 "seed": seed,
@@ -218,7 +222,15 @@ def run(config: RunConfig) -> pd.DataFrame:
                                 "machine": config.meta.get("machine", ""),
                             }
                         )
-                rows.append({**base, "detector": spec.name, **vars(outcome), "source": source})
+                rows.append(
+                    {
+                        **base,
+                        "detector": spec.name,
+                        "model_seed": spec.model_seed,
+                        **vars(outcome),
+                        "source": source,
+                    }
+                )
                 status = (
                     f"ERROR {outcome.error}"
                     if outcome.error
@@ -226,18 +238,21 @@ def run(config: RunConfig) -> pd.DataFrame:
                     f"fit={outcome.fit_s:7.2f}s score={outcome.score_s:6.3f}s"
                 )
                 print(
-                    f"[{done:4d}/{total}] {dataset:<18} seed={seed} {spec.name:<11} {status}"
+                    f"[{done:4d}/{total}] {dataset:<18} seed={seed} "
+                    f"{spec.label or spec.name:<11} {status}"
                     f"{' (cached)' if source == 'cache' else ''}",
                     flush=True,
                 )
-        write_per_split(rows, config.out_dir)
+        write_per_split(rows, config.out_dir, suite.name)
     return per_split_frame(rows)
 
 
 def per_split_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=PER_SPLIT_COLUMNS)
+    frame = pd.DataFrame(rows, columns=PER_SPLIT_COLUMNS)
+    frame["model_seed"] = frame["model_seed"].astype("Int64")
+    return frame
 
 
-def write_per_split(rows: list[dict[str, Any]], out_dir: Path) -> None:
+def write_per_split(rows: list[dict[str, Any]], out_dir: Path, name: str = "adbench") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_split_frame(rows).to_csv(out_dir / "adbench_per_split.csv", index=False)
+    per_split_frame(rows).to_csv(out_dir / f"{name}_per_split.csv", index=False)

@@ -27,7 +27,7 @@ A scoring run::
     html = render_scoring_report(ScoringReportData(
         input_name=..., model_name=..., model_version=..., threshold=...,
         rows_read=..., rows_scored=..., rows_rejected=..., rows_flagged=...,
-        expected_flag_rate=settings.threshold.contamination,
+        expected_flag_rate=settings.threshold.contamination,  # or threshold.share_above(...)
         histogram=histogram, top_anomalies=top.frame(), drift=drift.result(),
         warnings=[...],
     ))

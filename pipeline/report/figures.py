@@ -67,7 +67,9 @@ def score_histogram(
     fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
     finite = scores[np.isfinite(scores)]
     ax.hist(finite, bins=min(100, max(10, finite.size // 20)), color="#4477aa")
-    ax.axvline(threshold, color="#cc3311", linewidth=2, label=f"threshold {threshold:.4g}")
+    ax.axvline(
+        threshold, color="#cc3311", linewidth=2, label=f"threshold {threshold:.2f}: flagged above"
+    )
     flagged = float((finite > threshold).mean()) if finite.size else 0.0
     ax.set_title(f"{title}: {finite.size} rows, {flagged:.2%} above the threshold")
     ax.set_xlabel("anomaly score")
@@ -128,28 +130,57 @@ def binned_score_histogram(
     threshold: float,
     title: str = "batch scores",
     beyond: tuple[int, int] = (0, 0),
+    observed: tuple[float, float] = (np.nan, np.nan),
 ) -> Figure:
     """An already-binned score histogram (log y) with the threshold marked.
 
-    ``beyond`` gives the rows below the first and above the last edge (counted in the outer
-    bins); when non-zero they are named in the legend.
+    The x-axis spans the bins that hold rows, and the threshold: the data's range, not the
+    range the bins were laid out for. ``beyond`` gives the rows below the first and above the
+    last edge, which are counted in the outer bins; ``observed`` the lowest and highest score
+    counted. Both are said in the legend.
     """
     fig, ax = plt.subplots(figsize=(7.5, 3.2), constrained_layout=True)
     counts = np.asarray(counts, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
     ax.hist(edges[:-1], bins=list(edges), weights=counts, color="#4477aa", log=bool(counts.sum()))
-    ax.axvline(threshold, color="#cc3311", linewidth=2, label=f"threshold {threshold:.4g}")
+    ax.axvline(
+        threshold,
+        color="#cc3311",
+        linewidth=2,
+        label=f"threshold {threshold:.2f}: rows to its right are flagged",
+    )
+    lowest, highest = observed
     below, above = beyond
     if above:
-        ax.plot([], [], " ", label=f"{above} rows beyond {edges[-1]:.3g} (in the last bin)")
+        ax.plot(
+            [],
+            [],
+            " ",
+            label=f"the rightmost bar also counts {above} rows scoring above {edges[-1]:.2f}"
+            + (f" (up to {highest:.2f})" if np.isfinite(highest) else ""),
+        )
     if below:
-        ax.plot([], [], " ", label=f"{below} rows below {edges[0]:.3g} (in the first bin)")
+        ax.plot(
+            [],
+            [],
+            " ",
+            label=f"the leftmost bar also counts {below} rows scoring below {edges[0]:.2f}"
+            + (f" (down to {lowest:.2f})" if np.isfinite(lowest) else ""),
+        )
     total = int(counts.sum())
-    ax.set_title(f"{title}: {total} rows")
+    held = np.flatnonzero(counts)
+    if held.size:
+        left = min(edges[held[0]], threshold)
+        right = max(edges[held[-1] + 1], threshold)
+        pad = 0.03 * max(right - left, 1e-9)
+        ax.set_xlim(left - pad, right + pad)
+    top = f", highest {highest:.2f}" if total and np.isfinite(highest) else ""
+    ax.set_title(f"{title}: {total} rows{top}")
     ax.set_xlabel("anomaly score")
-    ax.set_ylabel("rows")
+    ax.set_ylabel("rows (log scale)")
     if total:
         ax.set_ylim(0.7, max(2.0, counts.max() * 1.5))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # log counts: the right side is low
     return fig
 
 

@@ -84,6 +84,11 @@ def number(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def score_text(value: float) -> str:
+    """An anomaly score or threshold as shown to people: two decimals (``3.70``)."""
+    return "" if math.isnan(value) else f"{value:.2f}"
+
+
 def share(part: int, whole: int) -> str:
     """``part (share of whole)``, or ``part`` alone when ``whole`` is 0."""
     return f"{part} ({part / whole:.2%})" if whole else str(part)

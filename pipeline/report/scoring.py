@@ -30,6 +30,7 @@ from pipeline.report.page import (
     image,
     number,
     render,
+    score_text,
     share,
     stamp,
     table,
@@ -48,13 +49,14 @@ class ScoringReportData:
     rows_scored: int
     rows_rejected: int
     rows_flagged: int
-    expected_flag_rate: float  # the contamination the threshold was set for
+    expected_flag_rate: float  # the share of rows like the validation split above it
     histogram: ScoreHistogram | None = None
     top_anomalies: pd.DataFrame | None = None  # up to ~20 rows: ids, score, percentile, reasons
     drift: DriftReport | None = None
     warnings: list[str] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)  # more header facts (run id, dates)
     generated_at: str = ""  # shown in the footer; default: now (UTC)
+    threshold_rule: str = ""  # how the threshold was set, e.g. "the model's: contamination 0.01"
 
     @property
     def flag_rate(self) -> float:
@@ -101,13 +103,18 @@ class ScoringPage:
     top: TopView | None
     drift: DriftView | None
     generated_at: str
+    expected_rate: str
 
 
 def _facts(data: ScoringReportData) -> Facts:
     facts = [
         ("input", data.input_name),
         ("model", f"{data.model_name} version {data.model_version}"),
-        ("threshold", f"{data.threshold:.4g}"),
+        (
+            "threshold",
+            score_text(data.threshold)
+            + (f" ({data.threshold_rule})" if data.threshold_rule else ""),
+        ),
         ("rows read", str(data.rows_read)),
         ("rows scored", str(data.rows_scored)),
         ("rows rejected", share(data.rows_rejected, data.rows_read)),
@@ -144,7 +151,11 @@ def _histogram(data: ScoringReportData) -> Image | None:
     if hist is None or hist.total == 0:
         return None
     figure = figures.binned_score_histogram(
-        hist.edges, hist.counts, data.threshold, beyond=(hist.below, hist.above)
+        hist.edges,
+        hist.counts,
+        data.threshold,
+        beyond=(hist.below, hist.above),
+        observed=(hist.lowest, hist.highest),
     )
     return image(figure, "histogram of the anomaly scores with the threshold")
 
@@ -175,8 +186,11 @@ def _top_cell(column: Any, value: Any) -> Cell:
     if column == "reasons":
         return Cell(_reasons(str(value or "")), "reasons")
     if isinstance(value, float | np.floating):
-        digits = 2 if column == "score_percentile" else 4
-        return cell(number(value, digits + 2), "num")
+        if column == "score_percentile":
+            return cell("" if math.isnan(value) else f"{value:.1f}", "num")
+        if column == "anomaly_score":
+            return cell(score_text(float(value)), "num")
+        return cell(number(value), "num")
     missing = pd.api.types.is_scalar(value) and pd.isna(value)
     return cell("" if missing else str(value))
 
@@ -189,9 +203,10 @@ def _top(data: ScoringReportData) -> TopView | None:
         [_top_cell(column, value) for column, value in row.items()] for _, row in top.iterrows()
     ]
     note = (
-        f"The {len(top)} highest-scored flagged rows; reasons name the columns that explain "
-        "each score most: how much the score falls when the column alone takes its most "
-        "plausible value (shown as expected), and that fall's share of all such falls."
+        f"The {len(top)} highest-scored flagged rows (all of them are in flagged.csv, with "
+        "every input column). Each reason names a column, its value in the row, the value "
+        "the model expected instead, and its share: how much of the score that one change "
+        "would remove, against the other columns' changes. Start with the first column."
     )
     return TopView(note, table([str(c) for c in top.columns], rows))
 
@@ -265,6 +280,7 @@ def scoring_page(data: ScoringReportData) -> ScoringPage:
         top=_top(data),
         drift=_drift(data),
         generated_at=stamp(data.generated_at),
+        expected_rate=f"{data.expected_flag_rate:.1%}",
     )
 
 

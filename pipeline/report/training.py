@@ -20,6 +20,7 @@ from sklearn.decomposition import PCA
 from pipeline.detector import NotFittedError
 from pipeline.report import figures
 from pipeline.report.page import (
+    Banner,
     Cell,
     Facts,
     Image,
@@ -28,6 +29,7 @@ from pipeline.report.page import (
     image,
     number,
     render,
+    score_text,
     stamp,
     table,
 )
@@ -89,6 +91,55 @@ def training_diagnostics(
 
 
 @dataclass(frozen=True)
+class TrainingStop:
+    """How a training run ended: the epochs run and the limit, the best epoch, whether early
+    stopping triggered, and whether the validation loss was still falling at the end."""
+
+    epochs: int
+    max_epochs: int
+    best_epoch: int
+    patience: int
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.epochs < self.max_epochs
+
+    @property
+    def still_improving(self) -> bool:
+        """Stopped by the epoch limit with the best epoch among the last ``patience``: early
+        stopping would not have stopped it yet."""
+        return not self.stopped_early and self.best_epoch > self.epochs - self.patience
+
+    def text(self) -> str:
+        if self.stopped_early:
+            return (
+                f"{self.epochs} of at most {self.max_epochs}: early stopping triggered "
+                f"(no validation gain for {self.patience} epochs after the best epoch, "
+                f"{self.best_epoch}, whose weights are kept)"
+            )
+        return (
+            f"{self.epochs} of at most {self.max_epochs}: early stopping did not trigger "
+            f"(best epoch {self.best_epoch}, whose weights are kept)"
+        )
+
+    def warning(self) -> str:
+        """A sentence when the validation loss was still falling at the last epoch."""
+        if not self.still_improving:
+            return ""
+        return (
+            f"The validation loss was still falling when training stopped at its epoch limit "
+            f"(best epoch {self.best_epoch} of {self.epochs}): a model trained longer "
+            "(--max-epochs, VAE_ANOMALY_TRAINING__MAX_EPOCHS) may fit the data better."
+        )
+
+
+def training_stop(detector: AnomalyDetector) -> TrainingStop:
+    """How the detector's training ended (from its history and training settings)."""
+    t = detector.settings.training
+    return TrainingStop(len(detector.history_), t.max_epochs, detector.best_epoch_, t.patience)
+
+
+@dataclass(frozen=True)
 class ValidationView:
     rows: int
     column_errors: Image
@@ -106,6 +157,7 @@ class DataView:
 class TrainingPage:
     title: str
     facts: Facts
+    banners: tuple[Banner, ...]
     details: Facts
     loss: Image
     validation: ValidationView | None
@@ -133,9 +185,9 @@ def _facts(detector: AnomalyDetector, input_name: str, model: str) -> Facts:
             f"hidden {list(config.hidden_dims)}, latent {config.latent_dim}, "
             f"{config.activation}, decoder variance {config.decoder_variance}",
         ),
-        ("epochs", f"{len(detector.history_)} run, best {detector.best_epoch_}"),
+        ("epochs", training_stop(detector).text()),
         ("score", f"{s.scoring.score} (kl weight {s.scoring.kl_weight})"),
-        ("threshold", f"{detector.threshold_:.4g} (contamination {s.threshold.contamination})"),
+        ("threshold", f"{score_text(detector.threshold_)} ({s.threshold.rule})"),
     ]
     seconds = getattr(detector, "train_seconds_", None)
     if seconds is not None:
@@ -219,7 +271,12 @@ def render_training_report(
     loss = figures.loss_curves(detector.history_, detector.best_epoch_)
     page = TrainingPage(
         title=f"Training report: {model}",
-        facts=_facts(detector, input_name or "(not given)", model),
+        facts=_facts(detector, input_name or "(not recorded)", model),
+        banners=tuple(
+            Banner("warn", text, "epochs-warning")
+            for text in [training_stop(detector).warning()]
+            if text
+        ),
         details=tuple((str(k), str(v)) for k, v in (details or {}).items()),
         loss=image(loss, "training and validation loss per epoch"),
         validation=_validation(detector),

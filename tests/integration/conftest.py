@@ -6,13 +6,19 @@ quick training settings through ``VAE_ANOMALY_*`` variables (read by the flows' 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
+
+from pipeline.detector import AnomalyDetector
+from pipeline.outputs import Manifest
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,3 +77,26 @@ def scoring_store(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion_store)
     yield champion_store
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def readme_facts() -> ModuleType:
+    """``docs/readme_facts.py``, the script that writes the README's sample numbers."""
+    spec = importlib.util.spec_from_file_location("readme_facts", ROOT / "docs" / "readme_facts.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def sample_run(
+    readme_facts: ModuleType,
+    sample_detector: AnomalyDetector,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Manifest:
+    """The sample batch scored by ``score_file`` with the session's default detector, as
+    ``make run`` scores it (the outputs of the README's numbers). For tests that only read it."""
+    root = tmp_path_factory.mktemp("sample-run")
+    manifest: Manifest = readme_facts.score_sample(sample_detector, root / "scored", "2026-01-01")
+    return manifest

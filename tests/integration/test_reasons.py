@@ -2,7 +2,7 @@
 
 The sample batch plants anomalies of four kinds and records the column(s) each one altered
 (``anomaly_column``). For every kind planted in a single column, the first column named in
-``reasons`` (``amount=256 (expected ~61.55, 24%), quantity=4 (...)``) is that column for at
+``reasons`` (``amount=256.0 (expected between 25 and 87, 30%), quantity=4 (...)``) is that column for at
 least 80% of the flagged rows of the kind: an analyst reading the reasons is sent to the right
 column. The same holds for at least 70% of the higher-scored half of each kind, flagged or not
 (how many rows of a kind the 1% threshold lets through depends on the score definition).

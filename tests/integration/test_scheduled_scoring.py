@@ -111,7 +111,7 @@ def test_landing_folder_is_scored_once_per_model_version(scoring_store, tmp_path
     first = manifests[0]
     rate = first.rows_flagged / 149
     assert f"| batch_31.csv | 150 | 149 | {first.rows_flagged} | {rate:.2%} | 1 | " in summary
-    assert f"| {first.threshold:.4g} | False | `{first.output_dir}/report.html` |" in summary
+    assert f"| {first.threshold:.2f} | False | `{first.output_dir}/report.html` |" in summary
     top = artifacts["top-anomalies"].data
     top_rows = json.loads(top) if isinstance(top, str) else top
     assert 0 < len(top_rows) <= 20
@@ -325,7 +325,8 @@ def test_run_settings_reach_the_loaded_model_sequential_and_on_dask(scoring_stor
     plain_dir = Path(plain.output_dir)
     plain_scored = pd.read_parquet(plain_dir / SCORED_FILE)
     plain_flagged = pd.read_csv(plain_dir / FLAGGED_FILE)
-    assert len(plain_flagged) > 0 and (plain_flagged["reasons"].str.count(r"\(expected") == 3).all()
+    named = plain_flagged["reasons"].str.count(r"\(expected")
+    assert len(plain_flagged) > 0 and named.between(1, 3).all() and (named == 3).any()
     assert pq.ParquetFile(plain_dir / SCORED_FILE).num_row_groups == 1  # one chunk
     runtime = {"top_reasons": 1, "chunk_rows": 64, "mc_samples": 2}
     local_dask = {"dask_workers": 1, "dask_threads_per_worker": 1, "dask_processes": False}

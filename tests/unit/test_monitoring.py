@@ -27,6 +27,12 @@ def test_score_histogram_streams_and_counts_outliers_in_the_outer_bins() -> None
     assert np.array_equal(merged.counts, whole.counts)
     restored = ScoreHistogram.from_dict(whole.to_dict())
     assert np.array_equal(restored.counts, whole.counts) and restored.above == 1
+    # the data's own range, whatever the bins: for the figure's axis and legend
+    for histogram in (whole, chunked, merged, restored):
+        assert (histogram.lowest, histogram.highest) == (-100.0, 1e9)
+    empty = ScoreHistogram(whole.edges)
+    assert ScoreHistogram.from_dict(empty.to_dict()).highest == -np.inf
+    assert ScoreHistogram.from_dict({"edges": [0, 1], "counts": [3]}).lowest == np.inf  # old
 
 
 def test_top_anomalies_keeps_the_highest_rows_across_chunks() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,10 +17,13 @@ from pipeline.drift import DriftAccumulator, DriftReference, DriftReport
 from pipeline.monitoring import ScoreHistogram
 from pipeline.report import (
     ScoringReportData,
+    figures,
     render_scoring_report,
     render_training_report,
     training_diagnostics,
 )
+from pipeline.report import training as training_view
+from pipeline.report.training import TrainingStop
 from pipeline.schema import infer_schema
 from tests.conftest import mixed_frame, quick_settings
 
@@ -194,3 +198,64 @@ def test_training_report_without_validation_rows(detector: AnomalyDetector) -> N
         detector.reference_frame_ = kept
     assert "kept no validation rows" in html
     assert len(image_sources(html)) == 1  # the loss curves still
+
+
+def test_score_histogram_axis_spans_the_data_and_legends_say_what_they_count() -> None:
+    edges = np.linspace(-1.4, 14.0, 61)  # laid out for scores up to 14
+    histogram = ScoreHistogram(edges).update(np.r_[np.linspace(-1.0, 5.8, 500), -1.46, -1.5])
+    figure = figures.binned_score_histogram(
+        histogram.edges,
+        histogram.counts,
+        3.7,
+        beyond=(histogram.below, histogram.above),
+        observed=(histogram.lowest, histogram.highest),
+    )
+    try:
+        ax = figure.axes[0]
+        left, right = ax.get_xlim()
+        assert -2.0 < left < -1.4 and 5.8 < right < 7.0  # not to 14
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == [
+            "threshold 3.70: rows to its right are flagged",
+            "the leftmost bar also counts 2 rows scoring below -1.40 (down to -1.50)",
+        ]
+        assert ax.get_title() == "batch scores: 502 rows, highest 5.80"
+    finally:
+        plt.close(figure)
+
+
+def test_every_scoring_section_says_how_to_read_it(
+    drift_reports: tuple[DriftReport, DriftReport],
+) -> None:
+    data = scoring_data(drift_reports[1], threshold_rule="the model's: contamination 0.01")
+    html = render_scoring_report(data)
+    sections = re.findall(r'<section id="([\w-]+)">\n<h2>[^<]*</h2>\n<p class="how">', html)
+    assert sections == ["scores", "flag-rate", "top-anomalies", "drift"]
+    assert "<th>threshold</th><td>2.30 (the model&#39;s: contamination 0.01)</td>" in html
+    assert '<td class="num">80.00</td>' in html and '<td class="num">99.9</td>' in html
+    assert "about 1.0% of themselves there" in html
+
+
+def test_training_stop_says_whether_early_stopping_triggered() -> None:
+    early = TrainingStop(epochs=37, max_epochs=100, best_epoch=29, patience=8)
+    assert early.stopped_early and not early.still_improving and early.warning() == ""
+    assert early.text().startswith("37 of at most 100: early stopping triggered")
+    limit = TrainingStop(epochs=100, max_epochs=100, best_epoch=100, patience=8)
+    assert not limit.stopped_early and limit.still_improving
+    assert "early stopping did not trigger" in limit.text()
+    assert "still falling" in limit.warning()
+    flat = TrainingStop(epochs=100, max_epochs=100, best_epoch=90, patience=8)
+    assert not flat.still_improving and flat.warning() == ""
+
+
+def test_training_report_shows_the_data_path_epochs_and_a_warning(
+    detector: AnomalyDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    html = render_training_report(detector, input_name="/data/train/2026-01.csv")
+    assert "<th>training data</th><td>/data/train/2026-01.csv</td>" in html
+    assert f"of at most {detector.settings.training.max_epochs}: early stopping" in html
+    assert "(not recorded)" in render_training_report(detector)
+    monkeypatch.setattr(training_view, "training_stop", lambda d: TrainingStop(100, 100, 100, 8))
+    warned = render_training_report(detector)
+    assert 'id="epochs-warning"' in warned and "still falling" in warned
+    assert warned.count('<p class="how">') == 4
