@@ -210,6 +210,7 @@ class AnomalyDetector:
     def _build_explainer(self) -> None:
         """The score definition and the reasons, from the learned state (fit and load)."""
         self.score_definition_ = self._definition()
+        self.likelihood_blocks_ = self._likelihood_blocks()
         self.explainer_ = Explainer(
             self.model_,
             self.preprocessor_,
@@ -217,7 +218,7 @@ class AnomalyDetector:
             self.score_definition_,
             self.reference_frame_,
             self.settings.scoring.batch_rows,
-            self._likelihood_blocks(),
+            self.likelihood_blocks_,
         )
 
     # -- scoring ------------------------------------------------------------------------
@@ -246,7 +247,7 @@ class AnomalyDetector:
                 window=step,
                 mc_samples=mc,
                 seed=self.settings.training.seed + start,
-                categories=self.explainer_.categories,
+                categories=self.likelihood_blocks_,
             )
             recon[start : start + len(x)] = terms.recon
             kl[start : start + len(x)] = terms.kl

@@ -17,6 +17,12 @@ benchmarks/RESULTS.md. ``scoring.score`` also offers ``max`` (without the log),
 ``standardized`` (the sum of the plain z's) and ``sum`` (raw ``recon_error + kl``);
 ``scoring.kl_weight`` scales the KL term.
 
+Tables whose model columns are all categorical get ``elbo`` by default (``scoring.score`` =
+``auto``): the negative ELBO ``recon_error / 2 + kl``, where a categorical column's part of
+``recon_error`` is ``-2 log p`` of its observed category (``vae.infer.PaddedVAE.feature_loss``)
+instead of the squared error of its one-hot block, so ``recon_error / 2`` is a negative
+log-likelihood and the score a bound on ``-log p(row)`` (see ``pipeline.detector._resolved``).
+
 A :class:`ScoreDefinition` (which score, the KL weight, the training statistics) is learned
 state of a fitted detector, saved with it: a loaded model scores as it did when trained,
 whatever the settings of the machine that loads it.
