@@ -30,7 +30,6 @@ from pipeline.checksums import sha256_file
 from pipeline.config import ScoringSettings
 from pipeline.detector import AnomalyDetector
 from pipeline.drift import DriftAccumulator, DriftReport
-from pipeline.explain import values_as_read
 from pipeline.ingest import ScoringChunk, iter_scoring_chunks, record_lines, table_format
 from pipeline.monitoring import ScoreHistogram, TopAnomalies, drift_reference, drift_summary
 from pipeline.outputs import (
@@ -48,6 +47,7 @@ from pipeline.outputs import (
     staging_root,
     write_synced,
 )
+from pipeline.reason_text import values_as_read
 from pipeline.registry import ModelRef
 from pipeline.report import ScoringReportData, render_scoring_report
 from pipeline.scoring import SCORE_COLUMNS

@@ -8,13 +8,8 @@ import pytest
 
 import pipeline.explain as explain_module
 from pipeline.detector import AnomalyDetector
-from pipeline.explain import (
-    _non_increasing,
-    _reason_order,
-    expected_text,
-    value_text,
-    values_as_read,
-)
+from pipeline.explain import _reason_order
+from pipeline.reason_text import expected_text, non_increasing, value_text, values_as_read
 from tests.conftest import mixed_frame, quick_settings
 
 
@@ -102,10 +97,10 @@ def test_expected_values_are_written_as_a_person_would(value, best, low, high, t
 
 
 def test_shares_never_increase_along_the_reasons():
-    assert _non_increasing([0.6, 0.3, 0.1]) == [0.6, 0.3, 0.1]
-    assert _non_increasing([0.49, 0.51, 0.0]) == pytest.approx([0.5, 0.5, 0.0])
-    assert _non_increasing([0.3, 0.1, 0.5]) == pytest.approx([0.3, 0.3, 0.3])
-    assert sum(_non_increasing([0.2, 0.5, 0.3])) == pytest.approx(1.0)
+    assert non_increasing([0.6, 0.3, 0.1]) == [0.6, 0.3, 0.1]
+    assert non_increasing([0.49, 0.51, 0.0]) == pytest.approx([0.5, 0.5, 0.0])
+    assert non_increasing([0.3, 0.1, 0.5]) == pytest.approx([0.3, 0.3, 0.3])
+    assert sum(non_increasing([0.2, 0.5, 0.3])) == pytest.approx(1.0)
 
 
 def test_reason_search_is_limited_to_the_columns_with_the_largest_driving_share(
