@@ -1,18 +1,41 @@
-"""The ``vae-anomaly`` command line: each command starts one flow or calls one pipeline function."""
+"""The ``vae-anomaly`` command line: each command starts one flow or calls one pipeline function.
+
+Errors are one ``error:`` line each, with the exit codes of :mod:`flows._cli_support`
+(0 success, 1 failed, 2 bad usage or unreadable input path, 3 some files failed).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from flows._cli_support import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    UsageProblem,
+    checked_inputs,
+    checked_run_date,
+    checked_settings,
+    configure_console,
+    errors,
+    fail,
+    print_manifest,
+    print_monitoring,
+    print_version,
+    quiet_console,
+    readable_file,
+    run_app,
+)
+
 if TYPE_CHECKING:
     from pipeline.outputs import Manifest
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "app", "run"]
 
 app = typer.Typer(
     name="vae-anomaly",
@@ -25,39 +48,29 @@ app = typer.Typer(
 @app.callback()
 def main(
     ctx: typer.Context,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="more logging")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="more logging, and tracebacks of errors")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="print the version, exit"
+        ),
+    ] = False,
 ) -> None:
     # a served scheduled job logs its runs at INFO (they reach the Prefect UI); commands are quiet
-    loud = verbose or ctx.invoked_subcommand == "serve"
-    # MLflow's advice for other kinds of models (integer columns in a signature, ambiguous local
-    # dataset sources) is noise in this tool's output. (Its "add type hints to predict" advice
-    # is raised under its own "once" filter and still shows.)
-    for advice in (
-        r".*Inferred schema contains integer column",
-        r".*The specified dataset source can be interpreted in multiple ways",
-    ):
-        warnings.filterwarnings("ignore", message=advice)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if loud else "WARNING")
-    logging.basicConfig(
-        level=logging.INFO if loud else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    # what happens to each file (skipped, progress of long files, counts) is always shown
-    logging.getLogger("pipeline.batch").setLevel(logging.INFO)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=1)
+    configure_console(verbose, loud=verbose or ctx.invoked_subcommand == "serve")
 
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="training table (CSV or Parquet)")] = Path(
-        "data/sample/train.csv"
-    ),
+    data: Annotated[
+        Path | None,
+        typer.Argument(
+            help="training table (CSV or Parquet); default: data/sample/train.csv of the home "
+            "($VAE_ANOMALY_HOME, else the working directory; `vae-anomaly demo` writes it)"
+        ),
+    ] = None,
     max_epochs: Annotated[int | None, typer.Option(help="most training epochs")] = None,
     contamination: Annotated[
         float | None,
@@ -82,9 +95,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train a detector, log it to MLflow and register a new model version."""
-    from flows.train import train_flow
-    from pipeline.ingest import InputError
-    from pipeline.schema import SchemaError
+    from pipeline.config import sample_path
 
     overrides: dict[str, dict[str, Any]] = {
         "training": {"max_epochs": max_epochs, "progress_bar": progress},
@@ -95,11 +106,18 @@ def train(
         },
         "data": {"id_columns": tuple(id_column) if id_column else None},
     }
-    try:
-        summary = train_flow(data_path=str(data.resolve()), overrides=overrides)
-    except (InputError, SchemaError, ValueError) as exc:
-        _fail(str(exc))
-        return
+    with errors():
+        if data is None and not sample_path("train.csv").is_file():
+            raise UsageProblem(
+                f"no training table given and no sample at {sample_path('train.csv')}: pass "
+                "the table to train on, or run `vae-anomaly demo` to write the sample files"
+            )
+        path = readable_file(data or sample_path("train.csv"), "training table")
+        checked_settings(overrides)
+        from flows.train import train_flow
+
+        quiet_console()
+        summary = train_flow(data_path=str(path), overrides=overrides)
     typer.echo(
         f"registered {summary['model_name']} version {summary['model_version']} "
         f"(run {summary['model_run_id']}): {summary['rows']} rows, {summary['epochs']} epochs "
@@ -132,55 +150,42 @@ def score(
     ] = None,
 ) -> None:
     """Score files with the registered model (by alias) and write scored/flagged outputs."""
-    from flows.score import DEFAULT_BATCH, ScoringError, score_flow
-    from pipeline.ingest import InputError
-    from pipeline.registry import RegistryError
-    from pipeline.schema import SchemaError
+    from pipeline.config import sample_path
 
-    try:
-        manifests = score_flow(
-            inputs=inputs or [DEFAULT_BATCH],
-            alias=alias,
-            output_root=str(output_root.resolve()) if output_root else None,
-            run_date=run_date,
-            force=force,
-            overrides={"scoring": {"threshold": threshold}} if threshold is not None else None,
-        )
-    except (InputError, SchemaError, RegistryError, ScoringError, ValueError) as exc:
-        _fail(str(exc))
-        return
+    overrides = {"scoring": {"threshold": threshold}} if threshold is not None else None
+    manifests: list[Manifest] = []
+    with errors():
+        if not inputs and not sample_path("batch.csv").is_file():
+            raise UsageProblem(
+                f"no input given and no sample batch at {sample_path('batch.csv')}: pass the "
+                "files, globs or folders to score, or run `vae-anomaly demo` to write the "
+                "sample files"
+            )
+        targets = list(inputs) if inputs else [str(sample_path("batch.csv"))]
+        checked_inputs(targets)
+        if run_date is not None:
+            checked_run_date(run_date)
+        checked_settings(overrides)
+        from flows.score import ScoringError, score_flow
+
+        quiet_console()
+        try:
+            manifests = score_flow(
+                inputs=targets,
+                alias=alias,
+                output_root=str(output_root.resolve()) if output_root else None,
+                run_date=run_date,
+                force=force,
+                overrides=overrides,
+            )
+        except ScoringError as exc:
+            if not exc.manifests:
+                raise
+            for m in exc.manifests:  # the files that were scored (or skipped) are reported
+                print_manifest(m, top)
+            fail(str(exc), EXIT_PARTIAL)
     for m in manifests:
-        _print_manifest(m, top)
-
-
-def _print_manifest(m: Manifest, top: int) -> None:
-    import pandas as pd
-
-    from pipeline.outputs import FLAGGED_FILE, REPORT_FILE
-
-    out_dir = Path(m.output_dir)
-    state = "already scored, skipped" if m.skipped else "scored"
-    typer.echo(
-        f"\n{m.input_path}: {state} with {m.model_name} version {m.model_version}\n"
-        f"  rows read {m.rows_read}, scored {m.rows_scored}, flagged {m.rows_flagged}, "
-        f"rejected {m.rows_rejected} (threshold {m.threshold:.2f})\n  outputs: {out_dir}"
-    )
-    if m.drift.drifted:
-        typer.secho(f"  WARNING {m.drift.warning}", fg=typer.colors.YELLOW)
-    if (out_dir / REPORT_FILE).is_file():
-        typer.echo(f"  report: {out_dir / REPORT_FILE}")
-    flagged_path = out_dir / FLAGGED_FILE
-    if top > 0 and m.rows_flagged and flagged_path.is_file():
-        flagged = pd.read_csv(flagged_path, nrows=top, dtype=str, keep_default_na=False)
-        # the id columns and what explains each row (flagged.csv also has the input columns)
-        ids = list(flagged.columns[: list(flagged.columns).index("anomaly_score")])
-        shown = flagged[[*ids, "anomaly_score", "score_percentile", "reasons"]].assign(
-            anomaly_score=flagged["anomaly_score"].astype(float).map("{:.2f}".format),
-            score_percentile=flagged["score_percentile"].astype(float).map("{:.1f}".format),
-        )
-        with pd.option_context("display.max_colwidth", 160, "display.width", 240):
-            typer.echo(f"  top {len(flagged)} flagged records (all in {flagged_path}):")
-            typer.echo(shown.to_string(index=False))
+        print_manifest(m, top)
 
 
 @app.command()
@@ -193,16 +198,14 @@ def promote(
     reason: Annotated[str | None, typer.Option(help="why --force was needed (recorded)")] = None,
 ) -> None:
     """Move the champion alias to VERSION if it passes the promotion gate."""
-    from pipeline.config import Settings
-    from pipeline.promotion import PromotionRefused
-    from pipeline.promotion import promote as promote_version
-    from pipeline.registry import RegistryError
+    with errors():
+        if force and not (reason and reason.strip()):
+            raise UsageProblem("--force needs a --reason: it is recorded on the model version")
+        if reference is not None:
+            reference = readable_file(reference, "reference batch")
+        from pipeline.promotion import promote as promote_version
 
-    try:
-        done = promote_version(Settings(), version, reference, force=force, reason=reason)
-    except (PromotionRefused, RegistryError, ValueError) as exc:
-        _fail(str(exc))
-        return
+        done = promote_version(checked_settings(), version, reference, force=force, reason=reason)
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in done.gate.metrics.items())
     state = "FORCED past a failed gate" if done.forced else "gate passed"
     typer.echo(
@@ -210,6 +213,29 @@ def promote(
     )
     for failure in done.gate.failures:
         typer.echo(f"  gate failure: {failure}")
+
+
+@app.command()
+def history(
+    last: Annotated[int, typer.Option(help="how many of the latest decisions to show")] = 20,
+) -> None:
+    """Promotion decisions (promoted, forced, refused, first versions), oldest first: when,
+    which version, who, the previous champion, the reason and the gate's figures."""
+    import pandas as pd
+
+    from pipeline.promotion_history import promotion_history
+
+    with errors():
+        table = promotion_history(checked_settings()).tail(last)
+    if table.empty:
+        typer.echo("no promotion decision recorded yet")
+        return
+    figures = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    shown = table.assign(
+        **{c: table[c].map(lambda v: "" if pd.isna(v) else f"{v:.4g}") for c in figures}
+    ).fillna("")
+    with pd.option_context("display.width", 240, "display.max_columns", 30):
+        typer.echo(shown.to_string(index=False))
 
 
 @app.command()
@@ -243,10 +269,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the scoring flow on a cron schedule (and retraining on its own) until stopped."""
+    if executor not in (None, "sequential", "dask"):
+        fail(f"--executor {executor!r}: use 'sequential' or 'dask'", EXIT_USAGE)
     from flows.serve import build_deployments, serve_deployments
 
-    if executor not in (None, "sequential", "dask"):
-        _fail(f"--executor {executor!r}: use 'sequential' or 'dask'")
     scoring: dict[str, Any] = {}
     if dask_address:
         scoring = {"executor": "dask", "dask_address": dask_address}
@@ -264,15 +290,15 @@ def serve(
             train_cron=train_cron,
         )
     except ValueError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc), EXIT_USAGE)
     for deployment in deployments:
         schedules = ", ".join(
             f"cron '{s.schedule.cron}' ({s.schedule.timezone})"  # type: ignore[union-attr]
             for s in deployment.schedules or []
         )
         typer.echo(f"{deployment.flow_name}/{deployment.name}: {schedules}")
-    serve_deployments(deployments, limit=limit)
+    with errors():
+        serve_deployments(deployments, limit=limit)
 
 
 @app.command()
@@ -288,25 +314,17 @@ def report(
     alias: Annotated[str | None, typer.Option(help="registry alias (default: champion)")] = None,
 ) -> None:
     """Flag rate and drift across scoring runs (monitoring table), and the report files."""
-    import pandas as pd
-
-    from pipeline.config import Settings
-    from pipeline.monitoring import MONITORING_FILE, write_monitoring
-    from pipeline.outputs import REPORT_FILE
-
-    settings = Settings()
+    with errors():
+        settings = checked_settings()
     root = output_root or settings.scoring.output_root
     if training is not None:
-        from pipeline.registry import RegistryError, load_detector, resolve_alias
+        from pipeline.registry import load_detector, resolve_alias
         from pipeline.report import render_training_report
         from pipeline.tracking import training_data_path
 
-        try:
+        with errors():
             ref = resolve_alias(settings, alias)
             detector = load_detector(ref, settings.training.device)
-        except RegistryError as exc:
-            _fail(str(exc))
-            return
         training.parent.mkdir(parents=True, exist_ok=True)
         training.write_text(
             render_training_report(
@@ -320,26 +338,8 @@ def report(
         )
         typer.echo(f"training report of {ref.name} version {ref.version}: {training}")
     if not root.is_dir():
-        _fail(f"no scoring outputs under {root}: run `vae-anomaly score` first")
-        return
-    table = pd.read_csv(write_monitoring(root)).tail(last)
-    if table.empty:
-        typer.echo(f"no scored files under {root} yet")
-        return
-    shown = table.assign(
-        flag_rate=(100 * table["flag_rate"]).map("{:.2f}%".format),
-        expected=(100 * table["expected_flag_rate"]).map("{:.2f}%".format),
-        max_psi=table["max_psi"].map("{:.3f}".format),
-        drift=table["drifted"].map({True: "DRIFT", False: "ok"}).fillna("n/a"),
-    )
-    columns = ["run_date", "input", "model_version", "rows_scored", "rows_flagged"]
-    columns += ["flag_rate", "expected", "drift", "max_psi", "worst_column"]
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        typer.echo(shown[columns].to_string(index=False))
-    typer.echo(f"\nmonitoring table: {root / MONITORING_FILE}")
-    typer.echo("reports:")
-    for folder in table["output_dir"]:
-        typer.echo(f"  {Path(folder) / REPORT_FILE}")
+        fail(f"no scoring outputs under {root}: run `vae-anomaly score` first")
+    print_monitoring(root, last)
 
 
 @app.command()
@@ -347,14 +347,39 @@ def show(
     alias: Annotated[str | None, typer.Option(help="registry alias (default: champion)")] = None,
 ) -> None:
     """Show which model version an alias points to."""
-    from pipeline.config import Settings
-    from pipeline.registry import RegistryError, resolve_alias
+    from pipeline.registry import resolve_alias
 
-    try:
-        typer.echo(json.dumps(resolve_alias(Settings(), alias).describe(), indent=1))
-    except RegistryError as exc:
-        _fail(str(exc))
+    with errors():
+        typer.echo(json.dumps(resolve_alias(checked_settings(), alias).describe(), indent=1))
+
+
+@app.command()
+def demo(
+    overwrite: Annotated[bool, typer.Option(help="replace sample files that exist")] = False,
+) -> None:
+    """Write the sample tables (data/sample/train.csv and batch.csv) into the home, for a
+    first run: `vae-anomaly train`, then `vae-anomaly score`."""
+    from pipeline.config import home, sample_path
+    from pipeline.sample_data import write_sample
+
+    with errors():
+        folder = sample_path("train.csv").parent
+        written = write_sample(folder, overwrite=overwrite)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if not written:
+        typer.echo(f"the sample files are already in {folder} (--overwrite replaces them)")
+    typer.echo(
+        f"home: {home()} (MLflow store mlruns/, outputs data/scored/). Next: "
+        "vae-anomaly train, then vae-anomaly score"
+    )
+
+
+def run() -> None:
+    """The console script ``vae-anomaly``: ``app``, with click's usage errors (an unknown
+    option, a value of the wrong type) as one ``error:`` line too (exit code 2)."""
+    run_app(app)
 
 
 if __name__ == "__main__":
-    app()
+    run()

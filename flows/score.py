@@ -32,21 +32,29 @@ from pydantic import SecretStr
 from flows._settings import Overrides, settings_for_run
 from flows._tasks import io_task
 from pipeline.batch import score_file
-from pipeline.config import PROJECT_ROOT, ScoringSettings, Settings, redact
+from pipeline.config import ScoringSettings, Settings, redact, sample_path
 from pipeline.detector import AnomalyDetector
-from pipeline.ingest import expand_inputs
+from pipeline.inputs import expand_inputs
 from pipeline.monitoring import MONITORING_FILE, write_monitoring
 from pipeline.outputs import FLAGGED_FILE, MANIFEST_FILE, REPORT_FILE, Manifest, OutputBusyError
 from pipeline.registry import ModelRef, load_detector, resolve_alias
 from pipeline.tracking import log_scoring_run
 
-DEFAULT_BATCH = str(PROJECT_ROOT / "data" / "sample" / "batch.csv")
+SAMPLE_BATCH = "batch.csv"  # the default input: <home>/data/sample/batch.csv (vae-anomaly demo)
 # the tasks' time limits by default; each run applies its settings' values (with_options)
 _LIMITS = ScoringSettings()
 
 
 class ScoringError(RuntimeError):
-    """Some input files could not be scored; the message names each one and why."""
+    """Some input files could not be scored; the message names each one and why.
+
+    ``manifests``: the files of the run that were scored or skipped (the CLI reports them and
+    exits with code 3 when there are any).
+    """
+
+    def __init__(self, message: str, manifests: list[Manifest] | None = None) -> None:
+        super().__init__(message)
+        self.manifests: list[Manifest] = list(manifests or [])
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,7 @@ def _run_date(explicit: str | None) -> str:
 
 @flow(name="vae-anomaly-score")
 def score_flow(
-    inputs: list[str] | str = DEFAULT_BATCH,
+    inputs: list[str] | str | None = None,
     alias: str | None = None,
     output_root: str | None = None,
     run_date: str | None = None,
@@ -215,6 +223,7 @@ def score_flow(
 ) -> list[Manifest]:
     """Score files (paths, globs or folders) with ``models:/NAME@alias``, resolved once.
 
+    ``inputs`` defaults to the home's sample batch (``data/sample/batch.csv``).
     Writes ``<output_root>/<run date>/<input stem>/`` per file; a file already scored with the
     resolved model version (on any date) is skipped unless ``force``. Raises
     :class:`ScoringError` after scoring the other files when some files fail.
@@ -229,8 +238,14 @@ def score_flow(
     }
     root = Path(output_root) if output_root else scoring.output_root
     partition = _run_date(run_date)
-    files = list_inputs.with_options(**io_options)(inputs)
-    ref = resolve_model.with_options(**io_options)(settings, alias)
+    files = list_inputs.with_options(**io_options)(
+        inputs if inputs is not None else str(sample_path(SAMPLE_BATCH))
+    )
+    # one time budget for the whole resolve (tracking.resolve_timeout_seconds), spent inside
+    # resolve_alias: no task retries on top of it
+    ref = resolve_model.with_options(timeout_seconds=scoring.io_timeout_seconds, retries=0)(
+        settings, alias
+    )
     logger.info("models:/%s@%s -> version %s", ref.name, ref.alias, ref.version)
     tracking_uri = settings.tracking.resolved_uri()
     device = settings.training.device
@@ -289,7 +304,8 @@ def score_flow(
             f"{len(failures)} of {len(outcomes)} file(s) not scored: "
             + "; ".join(f"{o.path}: {o.error}" for o in failures)
             + ". Fix them (or wait for a transient error to pass) and run again: "
-            "files already scored are skipped"
+            "files already scored are skipped",
+            manifests,
         )
     return manifests
 

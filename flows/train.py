@@ -1,4 +1,5 @@
-"""Training flow: read -> fit -> log to MLflow -> register (challenger; champion if first)."""
+"""Training flow: read -> fit -> log to MLflow -> register (challenger; champion if there is
+none and the version passes the gate's sanity checks)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from prefect.cache_policies import NO_CACHE
 from flows._settings import Overrides, settings_for_run
 from flows._tasks import io_task
 from pipeline.checksums import sha256_file
-from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.config import Settings, sample_path
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import read_table
 from pipeline.progress import epoch_progress
+from pipeline.promotion import GateResult, new_version_gate
+from pipeline.promotion_history import record_decision
+from pipeline.registry import champion_version, tracking_reachable
 from pipeline.report import loss_curves, render_training_report, score_histogram
 from pipeline.report.training import training_stop
 from pipeline.tracking import log_training_run
 
-DEFAULT_TRAIN_DATA = str(PROJECT_ROOT / "data" / "sample" / "train.csv")
+SAMPLE_TRAIN = "train.csv"  # the default table: <home>/data/sample/train.csv (vae-anomaly demo)
 
 
 # time limits of the I/O tasks (reading the table, logging to MLflow); none on fitting
@@ -76,11 +80,28 @@ def log_and_register(
             details={"data sha256": digest, "run id": run_id},
         )
 
+    had_champion = champion_version(settings) is not None
+    # a version becomes champion by itself only when there is none, and only if it is sane
+    sanity = GateResult(passed=True) if had_champion else new_version_gate(detector, settings)
     try:
-        ref = log_training_run(detector, frame, data_path, settings, digest, report, figures)
+        ref = log_training_run(
+            detector, frame, data_path, settings, digest, report, figures, sanity.passed
+        )
     finally:
         for figure in figures.values():
             plt.close(figure)
+    refused = ""
+    if not had_champion:
+        became = champion_version(settings) == ref.version
+        decision = "champion (first version)" if became else "not champion (first version)"
+        record_decision(settings, ref.version, decision, sanity, None, "its validation split")
+        if not became and not sanity.passed:
+            refused = (
+                f"version {ref.version} is not champion: it failed the gate's sanity checks on "
+                f"its validation split ({'; '.join(sanity.failures)}). Fix the training data "
+                f"and train again, or `vae-anomaly promote {ref.version} --force --reason ...`"
+            )
+            get_run_logger().warning(refused)
     return {
         "model_name": ref.name,
         "model_version": ref.version,
@@ -90,15 +111,18 @@ def log_and_register(
         "epochs": len(detector.history_),
         "epochs_warning": training_stop(detector).warning(),
         "rows": len(frame),
+        "champion_refused": refused,
     }
 
 
 @flow(name="vae-anomaly-train")
-def train_flow(
-    data_path: str = DEFAULT_TRAIN_DATA, overrides: Overrides | None = None
-) -> dict[str, Any]:
-    """Train a detector on ``data_path`` and register it in the MLflow Model Registry."""
+def train_flow(data_path: str | None = None, overrides: Overrides | None = None) -> dict[str, Any]:
+    """Train a detector on ``data_path`` (default: the home's ``data/sample/train.csv``) and
+    register it in the MLflow Model Registry."""
     settings = settings_for_run(overrides)
+    data_path = data_path or str(sample_path(SAMPLE_TRAIN))
+    # an unreachable tracking server fails now, not after the training
+    tracking_reachable(settings)
     frame = read_training_table(data_path)
     detector = fit_detector(frame, settings)
     summary = log_and_register(detector, frame, data_path, settings)
@@ -110,6 +134,11 @@ def train_flow(
             f"| {summary['rows']} | {summary['epochs']} ({summary['best_epoch']}) | "
             f"{summary['threshold']:.2f} | {summary['model_run_id']} |\n"
             + (f"\n**Warning:** {summary['epochs_warning']}\n" if summary["epochs_warning"] else "")
+            + (
+                f"\n**Not champion:** {summary['champion_refused']}\n"
+                if summary["champion_refused"]
+                else ""
+            )
         ),
     )
     return summary

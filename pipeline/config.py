@@ -3,6 +3,11 @@
 Values come from (highest first): explicit arguments, environment variables with the prefix
 ``VAE_ANOMALY_`` (nested with ``__``, e.g. ``VAE_ANOMALY_TRAINING__MAX_EPOCHS=20``), defaults.
 The tracking URI also honours the standard ``MLFLOW_TRACKING_URI``.
+
+Where state goes by default (the MLflow store ``mlruns/``, the outputs ``data/scored/``, the
+sample files ``data/sample/``) is the *home*: ``$VAE_ANOMALY_HOME`` when set, else the working
+directory (:func:`home`); never where the code is installed. In a checkout, ``make run`` runs
+from the repository root, so the repository is the home.
 """
 
 from __future__ import annotations
@@ -15,8 +20,27 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# where the code lives (a checkout, or site-packages): for the model's code paths only, never
+# for data, stores or outputs (those go under home())
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+HOME_VARIABLE = "VAE_ANOMALY_HOME"
 LABEL_COLUMNS = ("label", "anomaly_kind", "anomaly_column")
+
+
+def home() -> Path:
+    """The directory that holds the product's state by default: ``$VAE_ANOMALY_HOME`` when set,
+    else the current working directory (read at each call: never the install location)."""
+    value = os.environ.get(HOME_VARIABLE, "").strip()
+    return Path(value).expanduser().resolve() if value else Path.cwd().resolve()
+
+
+def sample_path(name: str) -> Path:
+    """A sample file of the home (``data/sample/<name>``; ``vae-anomaly demo`` writes them)."""
+    return home() / "data" / "sample" / name
+
+
+def _default_output_root() -> Path:
+    return home() / "data" / "scored"
 
 
 class _Section(BaseModel):
@@ -160,7 +184,10 @@ class ScoringSettings(_Section):
         description="also write every input column, as read, into scored.parquet (flagged.csv "
         "always has them)",
     )
-    output_root: Path = Field(default=PROJECT_ROOT / "data" / "scored")
+    output_root: Path = Field(
+        default_factory=_default_output_root,
+        description="root of the output folders (default: <home>/data/scored)",
+    )
     executor: Literal["sequential", "dask"] = Field(
         default="sequential",
         description="sequential: files one after another in the flow's process; "
@@ -204,12 +231,18 @@ class ScoringSettings(_Section):
 
 class TrackingSettings(_Section):
     uri: str | None = Field(
-        default=None, description="default: MLFLOW_TRACKING_URI, else sqlite in <project>/mlruns"
+        default=None, description="default: MLFLOW_TRACKING_URI, else sqlite in <home>/mlruns"
     )
     experiment: str = "vae-anomaly"
     registered_model: str = "vae-anomaly"
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
+    resolve_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="total time to resolve an alias at the tracking server, retries included "
+        "(an unreachable server fails after this long, with what to check)",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -233,8 +266,9 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub("//***@", text)
 
 
-def default_tracking_uri(root: Path = PROJECT_ROOT) -> str:
-    return f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+def default_tracking_uri(root: Path | None = None) -> str:
+    """``sqlite:///<home>/mlruns/mlflow.db`` as an absolute path (``root``: instead of home)."""
+    return f"sqlite:///{((root or home()) / 'mlruns' / 'mlflow.db').resolve()}"
 
 
 class Settings(BaseSettings):
@@ -248,7 +282,8 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
     threshold: ThresholdSettings = ThresholdSettings()
-    scoring: ScoringSettings = ScoringSettings()
+    # a factory: the output root's default is read from the home when settings are built
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     tracking: TrackingSettings = TrackingSettings()
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:

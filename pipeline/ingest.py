@@ -1,4 +1,5 @@
-"""Reading CSV and Parquet tables, with clear errors for unreadable files."""
+"""Reading CSV and Parquet tables, with clear errors for unreadable files (which files are
+inputs: :mod:`pipeline.inputs`)."""
 
 from __future__ import annotations
 
@@ -16,62 +17,29 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipeline.inputs import InputError, table_format
+
 logger = logging.getLogger(__name__)
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-class InputError(ValueError):
-    """An input file cannot be read; the message names the file and what to do."""
+OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
-def table_format(path: Path) -> str:
-    try:
-        return SUFFIXES[path.suffix.lower()]
-    except KeyError:
-        raise InputError(
-            f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet"
-        ) from None
-
-
-def _visible_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".")
-
-
-def expand_inputs(inputs: list[str] | str) -> list[Path]:
-    """Files from a list of paths, globs and folders (a folder means its CSV/Parquet files).
-
-    Hidden files (``.name``) found in folders or by globs are left out: a landing folder's
-    uploads in progress should use such a name, or a suffix other than ``.csv``, ``.parquet``
-    or ``.pq``, until they are complete.
-    """
-    items = [inputs] if isinstance(inputs, str) else list(inputs)
-    found: list[Path] = []
-    for item in items:
-        if not str(item).strip():
+def _check_delimiter(path: Path, header: list[str]) -> None:
+    """A header read as one field that another delimiter splits: the file is not
+    comma-separated (a spreadsheet's export with ``;``, a TSV); say so instead of listing every
+    trained column as missing."""
+    if len(header) != 1:
+        return
+    for delimiter, name in OTHER_DELIMITERS.items():
+        fields = header[0].split(delimiter)
+        if len(fields) > 1:
             raise InputError(
-                "an input path is empty (an unset variable?); pass the landing folder, files "
-                "or globs to score (for prefect.yaml: set VAE_ANOMALY_LANDING before deploying)"
+                f"{path}: the header looks {name}-separated ({delimiter!r}: "
+                f"{len(fields)} fields, {', '.join(repr(f) for f in fields[:4])}"
+                f"{', ...' if len(fields) > 4 else ''}); this tool reads comma-separated "
+                "CSV: re-export the file with ',' as the delimiter (or as Parquet)"
             )
-        path = Path(item)
-        if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if _visible_file(p) and p.suffix.lower() in SUFFIXES
-            )
-        elif any(ch in item for ch in "*?["):
-            base = Path(path.anchor) if path.is_absolute() else Path()
-            pattern = str(path.relative_to(path.anchor)) if path.is_absolute() else item
-            found += sorted(p for p in base.glob(pattern) if _visible_file(p))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise InputError(f"{item}: no such file or folder; check the path or the glob")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    if not unique:
-        raise InputError(
-            f"no CSV or Parquet file found in {items}; put the batch files there "
-            "(.csv, .parquet or .pq) or pass other paths"
-        )
-    return unique
 
 
 def _check_header(path: Path) -> list[str]:
@@ -84,6 +52,7 @@ def _check_header(path: Path) -> list[str]:
         ) from None
     if not header:
         raise InputError(f"{path}: the file is empty (no header line)")
+    _check_delimiter(path, header)
     duplicated = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicated:
         raise InputError(f"{path}: duplicate column names {duplicated}; make every header unique")
@@ -102,7 +71,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
             raise InputError(f"{path}: unreadable Parquet file ({exc})") from None
     _check_header(path)
     try:
-        return pd.read_csv(path, low_memory=False)
+        # the missing markers of scoring (MISSING_MARKERS), so both read a cell the same way
+        return pd.read_csv(
+            path, low_memory=False, na_values=list(MISSING_MARKERS), keep_default_na=False
+        )
     except pd.errors.ParserError as exc:
         raise InputError(f"{path}: malformed CSV ({exc})") from None
 
@@ -148,12 +120,18 @@ class ScoringChunk:
 
 # what pyarrow's CSV reader reads as missing by default (checked in a test)
 CSV_NULL_VALUES = pa.array(pacsv.ConvertOptions().null_values, type=pa.string())
+# also missing, in training and in scoring: "None" and "<NA>" (pandas reads them as missing, so
+# training always did) and "-" (a common placeholder for "no value" in exports)
+EXTRA_MISSING_MARKERS = ("None", "<NA>", "-")
+# every spelling of a missing value in a CSV cell (exact, case-sensitive), for both readers
+MISSING_MARKERS = (*CSV_NULL_VALUES.to_pylist(), *EXTRA_MISSING_MARKERS)
+_MISSING_MARKERS = pa.array(MISSING_MARKERS, type=pa.string())
 
 
 def _nulled(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Text with the spellings of a missing value (``""``, ``NA``, ``n/a``, ``null``, ...) as
-    nulls, as pyarrow's reader makes them."""
-    missing = pc.is_in(values, value_set=CSV_NULL_VALUES)
+    """Text with the spellings of a missing value (``""``, ``NA``, ``n/a``, ``null``,
+    ``None``, ``-``, ...: :data:`MISSING_MARKERS`) as nulls."""
+    missing = pc.is_in(values, value_set=_MISSING_MARKERS)
     return pc.if_else(missing, pa.scalar(None, pa.string()), values)
 
 

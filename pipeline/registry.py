@@ -5,14 +5,17 @@ module imports MLflow only inside the functions that talk to it, so the scoring 
 (:mod:`pipeline.batch`) can name a model version without loading the MLflow client.
 
 Aliases: every new version gets the challenger alias; the very first version (or a version
-registered when no version holds champion) also gets champion; later only
-:func:`pipeline.promotion.promote` moves champion. Scoring resolves an alias once per run.
+registered when no version holds champion) also gets champion, if it passes the gate's sanity
+checks; later only :func:`pipeline.promotion.promote` moves champion. Scoring resolves an
+alias once per run.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,27 +78,86 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
-    """Resolve ``models:/NAME@alias`` to a version once, with a clear error when it is missing."""
-    from mlflow import MlflowClient
+_HTTP_SETTINGS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+# the longest single HTTP attempt within a budget, and the waits between attempts
+_ATTEMPT_TIMEOUT_SECONDS = 20.0
+_RETRY_WAITS_SECONDS = (1.0, 2.0, 4.0, 8.0)
+
+
+@contextmanager
+def _one_http_attempt(timeout_seconds: float) -> Iterator[None]:
+    """MLflow's REST client without its own retries (7 by default, with back-off) and with a
+    time limit per request: the caller's budget decides how often to try."""
+    saved = {key: os.environ.get(key) for key in _HTTP_SETTINGS}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(timeout_seconds)))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _unreachable(detail: str) -> bool:
+    return any(
+        marker in detail
+        for marker in ("Max retries exceeded", "Connection", "timed out", "Read timed out")
+    )
+
+
+def within_budget(call: Callable[[], Any], budget_seconds: float, what: str, where: str) -> Any:
+    """``call()`` (an MLflow request) retried while the tracking server is unreachable, for at
+    most ``budget_seconds`` in all; then :class:`RegistryUnavailableError` saying what to check.
+    Errors other than an unreachable server are raised at once (as :class:`RegistryError`)."""
     from mlflow.exceptions import MlflowException
+
+    deadline = time.monotonic() + budget_seconds
+    waits = iter(_RETRY_WAITS_SECONDS)
+    attempts = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        attempts += 1
+        try:
+            with _one_http_attempt(min(_ATTEMPT_TIMEOUT_SECONDS, max(1.0, remaining))):
+                return call()
+        except MlflowException as exc:
+            detail = redact(_first_line(str(exc)))
+            if not _unreachable(detail):
+                raise RegistryError(
+                    f"{what} at {where}: {detail}; train a model first (vae-anomaly train) "
+                    "or set the alias"
+                ) from None
+            wait = next(waits, _RETRY_WAITS_SECONDS[-1])
+            if time.monotonic() + wait >= deadline:
+                raise RegistryUnavailableError(
+                    f"{what} at {where}: {detail}; check that the tracking server is up and "
+                    f"reachable (MLFLOW_TRACKING_URI); gave up after {attempts} attempt(s) "
+                    f"within the {budget_seconds:g} s budget "
+                    "(VAE_ANOMALY_TRACKING__RESOLVE_TIMEOUT_SECONDS)"
+                ) from None
+            time.sleep(wait)
+
+
+def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
+    """Resolve ``models:/NAME@alias`` to a version once, with a clear error when it is missing.
+
+    An unreachable tracking server is retried within one time budget
+    (``tracking.resolve_timeout_seconds``, 60 s by default), then reported.
+    """
+    from mlflow import MlflowClient
 
     configure(settings)
     name = settings.tracking.registered_model
     alias = alias or settings.tracking.champion_alias
-    try:
-        version = MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        detail = redact(_first_line(str(exc)))
-        unreachable = "Max retries exceeded" in detail or "Connection" in detail
-        hint = (
-            "check that the tracking server is up and reachable (MLFLOW_TRACKING_URI)"
-            if unreachable
-            else "train a model first (vae-anomaly train) or set the alias"
-        )
-        error = RegistryUnavailableError if unreachable else RegistryError
-        where = redact(settings.tracking.resolved_uri())
-        raise error(f"cannot resolve models:/{name}@{alias} at {where}: {detail}; {hint}") from None
+    version = within_budget(
+        lambda: MlflowClient().get_model_version_by_alias(name, alias),
+        settings.tracking.resolve_timeout_seconds,
+        f"cannot resolve models:/{name}@{alias}",
+        redact(settings.tracking.resolved_uri()),
+    )
     return ModelRef(
         name=name, version=str(version.version), run_id=str(version.run_id), alias=alias
     )
@@ -115,6 +177,34 @@ def version_ref(settings: Settings, version: str) -> ModelRef:
     return ModelRef(name, str(version), str(model_version.run_id), alias="")
 
 
+def champion_version(settings: Settings) -> str | None:
+    """The version the champion alias points to, None when no version holds it."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(settings)
+    try:
+        model = MlflowClient().get_registered_model(settings.tracking.registered_model)
+    except MlflowException:
+        return None
+    version = model.aliases.get(settings.tracking.champion_alias)
+    return None if version is None else str(version)
+
+
+def tracking_reachable(settings: Settings) -> None:
+    """Fail early, within ``tracking.resolve_timeout_seconds``, when the tracking server cannot
+    be reached (before minutes of training are spent on a model that could not be logged)."""
+    from mlflow import MlflowClient
+
+    configure(settings)
+    within_budget(
+        lambda: MlflowClient().search_experiments(max_results=1),
+        settings.tracking.resolve_timeout_seconds,
+        "cannot reach the MLflow tracking store",
+        redact(settings.tracking.resolved_uri()),
+    )
+
+
 def load_detector(ref: ModelRef, device: str | None = None) -> AnomalyDetector:
     """Load a registered version through MLflow's pyfunc loader (checksums verified), on
     ``device`` when given (else the saved ``training.device``)."""
@@ -132,10 +222,14 @@ def load_detector(ref: ModelRef, device: str | None = None) -> AnomalyDetector:
     return detector
 
 
-def register_version(settings: Settings, model_uri: str, tags: dict[str, str]) -> ModelRef:
+def register_version(
+    settings: Settings, model_uri: str, tags: dict[str, str], champion_if_none: bool = True
+) -> ModelRef:
     """Register the logged model at ``model_uri`` as a new version with ``tags``; give it the
-    challenger alias, and champion when it is the first version or no version holds it (a
-    retried registration after a failure between registering and setting the alias)."""
+    challenger alias, and champion when no version holds it (the first version, or a retried
+    registration after a failure between registering and setting the alias) and
+    ``champion_if_none`` (it passed the gate's sanity checks: see
+    :func:`pipeline.promotion.new_version_gate`)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -146,7 +240,7 @@ def register_version(settings: Settings, model_uri: str, tags: dict[str, str]) -
         client.set_model_version_tag(name, version.version, key, value)
     client.set_registered_model_alias(name, settings.tracking.challenger_alias, version.version)
     champion = settings.tracking.champion_alias
-    if int(version.version) == 1 or champion not in client.get_registered_model(name).aliases:
+    if champion_if_none and champion not in client.get_registered_model(name).aliases:
         client.set_registered_model_alias(name, champion, version.version)
     return ModelRef(
         name=name,

@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 Role = Literal["id", "numeric", "categorical"]
 NUMERIC_PARSE_SHARE = 0.95
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|uuid|guid)", re.IGNORECASE)
+# ISO 8601 dates and date-times: 2026-01-31, 2026-01-31 13:45, 2026-01-31T13:45:07.123+01:00
+_ISO_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+)
+DATE_SHARE = 0.95  # a text column is a date column when this share of its values is a date
 
 
 class SchemaError(ValueError):
@@ -66,6 +71,19 @@ def _parse_share(values: pd.Series) -> float:
     return float(parsed.notna().mean())
 
 
+def _holds_dates(values: pd.Series) -> bool:
+    """A column of dates or date-times: a datetime type (Parquet) or ISO 8601 text."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return True
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    present = values.dropna()
+    if present.empty:
+        return False
+    sample = present.iloc[:: max(1, len(present) // 2000)].astype(str).str.strip()
+    return float(sample.str.fullmatch(_ISO_DATE).mean()) >= DATE_SHARE
+
+
 def infer_schema(frame: pd.DataFrame, settings: DataSettings) -> TableSchema:
     """Decide the role of every column of a training table (ignored columns are left out)."""
     duplicated = [c for c in frame.columns[frame.columns.duplicated()]]
@@ -95,6 +113,15 @@ def infer_schema(frame: pd.DataFrame, settings: DataSettings) -> TableSchema:
                 name,
             )
             roles[name] = "categorical"
+        elif _holds_dates(values):
+            # as a category every later date would be unseen (and drift in every batch)
+            logger.warning(
+                "column %r holds dates: passed through like an id column, not modeled; to "
+                "model a date, add what matters about it (hour, weekday, days since an event) "
+                "as columns of their own",
+                name,
+            )
+            roles[name] = "id"
         elif (
             pd.api.types.is_integer_dtype(values)
             and _ID_NAME.search(name)
@@ -141,7 +168,11 @@ def infer_schema(frame: pd.DataFrame, settings: DataSettings) -> TableSchema:
 
 
 def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
-    """Numeric columns as float64 (text and inf become missing, with a warning)."""
+    """Numeric columns as float64 (text and inf become missing, with a warning).
+
+    Raises :class:`SchemaError` when the table has no variation: every row holds the same
+    values in every model column (a model of it would flag every real row).
+    """
     out = frame[list(schema.roles)].copy()
     for column in schema.numeric_columns:
         raw = out[column]
@@ -159,7 +190,19 @@ def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFra
         out[column] = numbers
     for column in schema.categorical_columns + schema.id_columns:
         out[column] = out[column].astype(object).where(out[column].notna(), None)
+    _check_variation(out, schema)
     return out
+
+
+def _check_variation(clean: pd.DataFrame, schema: TableSchema) -> None:
+    columns = schema.model_columns
+    if len(clean) > 1 and all(clean[c].nunique(dropna=False) <= 1 for c in columns):
+        shown = ", ".join(f"{c}={_shown(clean[c].iloc[0])}" for c in columns[:6])
+        raise SchemaError(
+            f"the training data has no variation: all {len(clean)} rows hold the same values "
+            f"in every model column ({shown}{', ...' if len(columns) > 6 else ''}); a model of "
+            "it would flag every real row. Train on a sample of real records"
+        )
 
 
 def to_float(values: pd.Series) -> pd.Series:
@@ -172,6 +215,24 @@ def to_float(values: pd.Series) -> pd.Series:
 def _shown(value: Any) -> str:
     """A raw value as shown in a rejection reason: ``'n/a'``, ``inf`` (not ``np.float64(inf)``)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _near_names(missing: list[str], present: list[str]) -> str:
+    """The file's columns that differ from a missing trained column only by case or
+    surrounding spaces, as a hint (``"column 'Amount ' is 'amount' ...; "``), else ``""``."""
+
+    def key(name: str) -> str:
+        return name.strip().casefold()
+
+    by_key: dict[str, list[str]] = {}
+    for name in present:
+        by_key.setdefault(key(name), []).append(name)
+    hints = [
+        f"the file's column {found!r} differs from the trained {name!r} only by case or spaces"
+        for name in missing
+        for found in by_key.get(key(name), [])
+    ]
+    return "; ".join(hints) + ": rename it to the trained name; " if hints else ""
 
 
 @dataclass
@@ -199,7 +260,8 @@ def check_scoring_frame(
     if missing:
         raise SchemaError(
             f"{source}: missing column(s) {missing} (the model was trained with them); "
-            "add them to the file or retrain the model without them"
+            + _near_names(missing, [str(c) for c in frame.columns])
+            + "add them to the file or retrain the model without them"
         )
     extra = [str(c) for c in frame.columns if c not in schema.roles and c not in ignored]
     warnings = []

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.detector import AnomalyDetector
@@ -66,6 +67,8 @@ def ensure_experiment(settings: Settings, name: str | None = None) -> str:
 
 
 def _git_commit() -> str:
+    if not (PROJECT_ROOT / ".git").exists():  # an installed package: no checkout of its own
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -92,6 +95,28 @@ def _model_frame(detector: AnomalyDetector, frame: pd.DataFrame) -> pd.DataFrame
     return sample
 
 
+def _numbers_of_any_type(signature: ModelSignature, numeric_columns: list[str]) -> ModelSignature:
+    """The signature with the numeric input columns of any type (required, as before).
+
+    Declared ``double``, MLflow refuses the ``int64`` that ``pandas.read_csv`` gives for a
+    column of whole numbers (``hour``) before the model sees it ("Can not safely convert int64
+    to float64"), so ``mlflow models predict -i file.csv`` failed on the training file's own
+    layout. The model reads any number (and rejects a row whose value is not a number, with a
+    reason), so the signature leaves the type to it.
+    """
+    inputs = signature.inputs
+    if inputs is None:
+        return signature
+    numeric = set(numeric_columns)
+    columns = [
+        ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in numeric else spec
+        for spec in inputs.inputs
+    ]
+    return ModelSignature(
+        inputs=Schema(columns), outputs=signature.outputs, params=signature.params
+    )
+
+
 def log_training_run(
     detector: AnomalyDetector,
     frame: pd.DataFrame,
@@ -100,10 +125,12 @@ def log_training_run(
     data_digest: str,
     report: Callable[[str], str],
     figures: dict[str, Figure],
+    champion_if_none: bool = True,
 ) -> ModelRef:
     """Log params, per-epoch losses, threshold, data, figures (artifact path -> figure), the
     training report (``report(run_id)``: its HTML) and the model; register a new version
-    (:func:`pipeline.registry.register_version`)."""
+    (:func:`pipeline.registry.register_version`; ``champion_if_none``: it may become champion
+    when no version is)."""
     experiment_id = ensure_experiment(settings)
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(settings.flat_params())
@@ -143,6 +170,7 @@ def log_training_run(
             signature = infer_signature(
                 example, output, params={"threshold": -1.0, "mc_samples": 0, "model_version": ""}
             )
+        signature = _numbers_of_any_type(signature, detector.schema_.numeric_columns)
         with tempfile.TemporaryDirectory() as tmp, quiet_mlflow():
             saved = detector.save(Path(tmp) / "detector")
             info = mlflow.pyfunc.log_model(
@@ -163,7 +191,7 @@ def log_training_run(
         "best_val_loss": f"{detector.history_[detector.best_epoch_ - 1].val_loss:.6g}",
         "val_score_q99": f"{float(np.quantile(detector.validation_scores_, 0.99)):.6g}",
     }
-    ref = register_version(settings, info.model_uri, tags)
+    ref = register_version(settings, info.model_uri, tags, champion_if_none)
     logger.info("registered %s version %s (run %s)", ref.name, ref.version, run_id)
     return ref
 

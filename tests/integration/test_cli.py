@@ -65,7 +65,7 @@ def test_train_takes_one_threshold_rule(mlflow_store, small_train_csv, monkeypat
             "3",
         ],
     )
-    assert both.exit_code == 1
+    assert both.exit_code == 2  # bad usage, found before any flow starts
     assert "at most one of threshold.target_fpr and threshold.fixed_score" in both.output
     # each option reaches the training flow's threshold settings
     seen: list[dict] = []
@@ -88,5 +88,5 @@ def test_train_takes_one_threshold_rule(mlflow_store, small_train_csv, monkeypat
 
 def test_clear_error_for_a_missing_file(mlflow_store, tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path / "nope.csv"), "--no-progress"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an input path that does not exist: before any flow starts
     assert "no such file" in result.output

@@ -41,7 +41,7 @@ def test_a_failing_version_is_refused_with_the_reason_and_force_is_recorded(
     assert aliases(client, "vae-anomaly")["champion"] == "1"
 
     no_reason = runner.invoke(app, ["promote", "2", "--force"])
-    assert no_reason.exit_code == 1 and "--reason" in no_reason.output
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output  # bad usage
     forced = runner.invoke(
         app, ["promote", "2", "--force", "--reason", "incident 42: flag rate accepted"]
     )

@@ -30,7 +30,7 @@ import pipeline.batch
 from flows.score import ScoringError, cached_detector, score_flow
 from pipeline.batch import InputChangedError, score_file
 from pipeline.config import Settings
-from pipeline.ingest import InputError, expand_inputs
+from pipeline.inputs import InputError, expand_inputs
 from pipeline.outputs import (
     FLAGGED_FILE,
     MANIFEST_FILE,

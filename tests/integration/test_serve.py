@@ -128,7 +128,7 @@ def test_serve_command_keeps_schedules_active_on_shutdown(tmp_path, monkeypatch)
     assert retrain.parameters["data_path"] == str(train)
 
     bad = CliRunner().invoke(app, ["serve", str(tmp_path), "--cron", "nightly"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # bad usage (README, "Errors and exit codes")
     assert "--cron 'nightly' is not a valid cron expression" in bad.output
 
 

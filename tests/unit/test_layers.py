@@ -10,7 +10,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCORING_CORE = ("scoring", "explain", "preprocess", "schema")
 # what writes files or talks to MLflow / Prefect: never behind the scoring core
-IO_MODULES = ("outputs", "batch", "registry", "tracking", "promotion", "report", "monitoring")
+IO_MODULES = (
+    "outputs",
+    "batch",
+    "registry",
+    "tracking",
+    "promotion",
+    "promotion_history",
+    "report",
+    "monitoring",
+)
+# one concept per module: sizes that stay readable (README, "Layout")
+MAX_MODULE_LINES, MAX_CLASS_LINES = 400, 300
 
 
 def _imports(path: Path) -> set[str]:
@@ -76,3 +87,18 @@ def test_model_ref_and_the_scoring_loop_load_without_mlflow():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+
+
+def test_no_module_over_400_lines_and_no_class_over_300():
+    too_long = []
+    for package in ("vae", "pipeline", "flows"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            if len(text.splitlines()) > MAX_MODULE_LINES:
+                too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_CLASS_LINES:
+                        too_long.append(f"{path.relative_to(ROOT)}: class {node.name} {lines}")
+    assert not too_long, too_long

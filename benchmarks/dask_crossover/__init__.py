@@ -1,0 +1,1 @@
+"""Dask fan-out against sequential scoring, end to end."""

@@ -1,0 +1,1 @@
+"""Which label-free comparison tells an undertrained challenger from a retrained one."""
