@@ -168,7 +168,9 @@ def main() -> None:
             folder.mkdir()
             for i in range(n_files):
                 make_table(n_rows, seed=100 + i).to_csv(folder / f"part{i}.csv", index=False)
-            score = [cli, "score", str(folder), "--force", "--top", "0", "--run-date"]
+            # outputs of each shape apart: the same file names hold other rows in each shape
+            score = [cli, "score", str(folder), "--force", "--top", "0"]
+            score += ["--output-root", str(args.work / f"scored-{shape}"), "--run-date"]
             logs = args.work / f"logs-{shape}"
             logs.mkdir()
             local_env = {**env, "VAE_ANOMALY_SCORING__EXECUTOR": "dask", "OMP_NUM_THREADS": "1"}
