@@ -100,6 +100,17 @@ class TrainingSettings(_Section):
         description="share of the training rows the model scores highest halfway through "
         "training, dropped for the second half (0: none; e.g. the expected anomaly share)",
     )
+    downweight_fraction: Annotated[float, Field(ge=0, lt=0.5)] | Literal["auto"] = Field(
+        default="auto",
+        description="share of each batch's rows with the highest loss whose pull on the model "
+        "is bounded (weight (cut - median) / (loss - median)), from downweight_epoch on: "
+        "anomalies in the training data pull no harder than the ordinary worst-fitted rows "
+        "(0: every row counts fully); auto: 0.1 for a table whose model columns are all "
+        "categorical, else 0",
+    )
+    downweight_epoch: int = Field(
+        default=10, ge=1, description="first epoch of the bounded influence"
+    )
     patience: int = Field(
         default=8, ge=1, description="epochs without validation gain before stopping"
     )

@@ -50,6 +50,8 @@ __all__ = ["AnomalyDetector", "NotFittedError"]
 
 
 DISCRETE_BETA = 0.5  # the KL weight of a table whose model columns are all categorical
+# the share of each batch whose influence is bounded, for such a table (vae.loss.influence_weights)
+DISCRETE_DOWNWEIGHT = 0.1
 
 
 class NotFittedError(RuntimeError):
@@ -84,14 +86,28 @@ def _resolved(settings: Settings, schema: TableSchema) -> Settings:
     training and the model reads each column alone (blind to a rare combination of common
     values). The squared error of a one-hot block is at most 2 however rare the category; its
     likelihood keeps growing. Measured in benchmarks/RESULTS.md ("Categorical tables").
+
+    Such a table is also trained with bounded influence of each batch's worst-fitted 10% of
+    rows (``DISCRETE_DOWNWEIGHT``; :func:`vae.loss.influence_weights`): a rare combination of
+    categories in the training rows pulls the model no harder than the ordinary worst-fitted
+    rows, so it is not learned as normal. On the 7 categorical benchmark tables +0.7 ROC-AUC /
+    +2.1 PR-AUC over 3 model seeds. It raised ADBench too (+0.3 / +1.6), but on the sample
+    table (numeric columns with heavy tails and planted relationship errors) it ranked amount
+    and currency mismatches lower (ROC-AUC 0.987 -> 0.958 and 0.998 -> 0.957), so tables with
+    a numeric column keep every row at full weight (benchmarks/RESULTS.md, "Bounded influence").
     """
     discrete = not schema.numeric_columns
     training, scoring = settings.training, settings.scoring
     beta = training.beta if training.beta != "auto" else (DISCRETE_BETA if discrete else 0.1)
+    downweight = training.downweight_fraction
+    if downweight == "auto":
+        downweight = DISCRETE_DOWNWEIGHT if discrete else 0.0
     score = scoring.score if scoring.score != "auto" else ("elbo" if discrete else "log_max")
     return settings.model_copy(
         update={
-            "training": training.model_copy(update={"beta": beta}),
+            "training": training.model_copy(
+                update={"beta": beta, "downweight_fraction": downweight}
+            ),
             "scoring": scoring.model_copy(update={"score": score}),
         }
     )
@@ -99,7 +115,7 @@ def _resolved(settings: Settings, schema: TableSchema) -> Settings:
 
 def _train_config(settings: Settings) -> TrainConfig:
     t = settings.training
-    assert t.beta != "auto", "resolve the settings first (_resolved)"
+    assert t.beta != "auto" and t.downweight_fraction != "auto", "resolve the settings first"
     return TrainConfig(
         max_epochs=t.max_epochs,
         batch_size=t.batch_size,
@@ -108,6 +124,8 @@ def _train_config(settings: Settings) -> TrainConfig:
         beta=t.beta,
         trim_fraction=t.trim_fraction,
         trim_epoch=max(2, t.max_epochs // 2),
+        downweight_fraction=t.downweight_fraction,
+        downweight_epoch=t.downweight_epoch,
         patience=t.patience,
         seed=t.seed,
         device=t.device,

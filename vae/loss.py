@@ -37,17 +37,19 @@ class ElboTerms:
     kl: torch.Tensor  # (batch,)
     log_precision: torch.Tensor | None = None  # (n_features,) when the variance is learned
 
-    def loss(self, beta: float, feature_reduction: str = "sum") -> torch.Tensor:
+    def loss(
+        self, beta: float, feature_reduction: str = "sum", weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Mean over the batch of recon + beta * KL (the negative ELBO, up to constants).
 
+        ``weights`` (per record, mean 1; see :func:`influence_weights`) make it a weighted mean.
         ``feature_reduction="mean"`` averages the squared error over features instead of
         summing it: kept only to show (and test) the posterior collapse it causes.
         """
         if self.log_precision is not None:
             # Gaussian NLL with learned variance: 0.5 * sum((x - r)^2 / s^2 + log s^2)
             recon = 0.5 * (self.recon - self.log_precision.sum())
-            return (recon + beta * self.kl).mean()
-        if feature_reduction == "sum":
+        elif feature_reduction == "sum":
             recon = self.recon
         elif feature_reduction == "mean":
             recon = self.recon_per_feature.mean(dim=1)
@@ -55,7 +57,28 @@ class ElboTerms:
             raise ValueError(
                 f"feature_reduction must be 'sum' or 'mean', not {feature_reduction!r}"
             )
-        return (recon + beta * self.kl).mean()
+        per_record = recon + beta * self.kl
+        return (per_record if weights is None else per_record * weights).mean()
+
+
+def influence_weights(terms: ElboTerms, beta: float, fraction: float) -> torch.Tensor:
+    """Bounded influence of the records a model fits worst (weights per record, mean 1, no
+    gradient).
+
+    A record's loss ``l = recon + beta * kl`` is compared with its batch: with ``m`` the
+    median and ``c`` the ``1 - fraction`` quantile, a record above ``c`` gets the weight
+    ``(c - m) / (l - m)``, so its excess over the median counts as if it were at the cut; the
+    others get 1. Anomalies in the training rows then pull the model no harder than the
+    ordinary worst-fitted rows, while no record is dropped (a record fitted better later gets
+    its full weight back). Like a Huber loss on the record's loss.
+    """
+    with torch.no_grad():
+        loss = terms.recon + beta * terms.kl
+        middle = loss.median()
+        cut = torch.quantile(loss, 1.0 - fraction)
+        capped = (cut - middle).clamp_min(0) / (loss - middle).clamp_min(1e-12)
+        weights = torch.where(loss > cut, capped, torch.ones_like(loss))
+        return weights / weights.mean()
 
 
 def elbo_terms(

@@ -14,7 +14,7 @@ from vae import (
     score_arrays,
 )
 from vae.infer import aligned_window
-from vae.loss import elbo_terms, kl_divergence, reconstruction_error
+from vae.loss import ElboTerms, elbo_terms, influence_weights, kl_divergence, reconstruction_error
 from vae.train import cpu_threads
 
 
@@ -218,3 +218,36 @@ def test_trimming_drops_the_most_anomalous_training_rows_and_keeps_the_rest():
     assert len(np.intersect1d(dropped, outliers)) >= 18  # the planted outliers go first
     plain = fit_vae(x, None, cfg, TrainConfig(max_epochs=30, beta=0.1))
     assert plain.trimmed_rows == 0 and plain.kept_rows is None
+
+
+def test_influence_weights_cap_each_rows_excess_over_the_median_at_the_cut():
+    loss = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 50.0, 500.0])
+    terms = ElboTerms(recon_per_feature=loss[:, None], recon=loss, kl=torch.zeros_like(loss))
+    weights = influence_weights(terms, beta=0.1, fraction=0.2)
+    assert not weights.requires_grad
+    assert math.isclose(float(weights.mean()), 1.0, rel_tol=1e-6)
+    median, cut = float(loss.median()), float(torch.quantile(loss, 0.8))
+    relative = weights / weights[0]  # before the weights are scaled to mean 1
+    below = loss <= cut
+    assert torch.all(relative[below] == 1.0)  # the rows the model fits like the rest count fully
+    # above the cut, each row's excess over the median counts as the cut's excess: bounded
+    excess = relative[~below] * (loss[~below] - median)
+    np.testing.assert_allclose(excess.numpy(), cut - median, rtol=1e-5)
+    assert relative[-1] < relative[-2] < 1.0  # the further out, the less weight
+
+
+def test_bounded_influence_keeps_planted_outliers_far_from_what_the_model_learns():
+    rng = np.random.default_rng(0)
+    x = _correlated(400)
+    outliers = rng.choice(400, 20, replace=False)
+    x[outliers] += rng.choice([-6.0, 6.0], size=(20, 10))
+    cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2, decoder_variance="learned")
+
+    def outlier_rank_share(fraction: float) -> float:
+        config = TrainConfig(max_epochs=30, beta=0.1, downweight_fraction=fraction)
+        terms = score_arrays(fit_vae(x, None, cfg, config).model, x)
+        top = np.argsort(-(terms.recon + 0.1 * terms.kl))[:20]
+        return len(np.intersect1d(top, outliers)) / 20
+
+    # every planted outlier is among the 20 worst-fitted rows with the weights, as without
+    assert outlier_rank_share(0.1) >= outlier_rank_share(0.0) and outlier_rank_share(0.1) >= 0.95
