@@ -50,8 +50,7 @@ __all__ = ["AnomalyDetector", "NotFittedError"]
 
 
 DISCRETE_BETA = 0.5  # the KL weight of a table whose model columns are all categorical
-# the share of each batch whose influence is bounded, for such a table (vae.loss.influence_weights)
-DISCRETE_DOWNWEIGHT = 0.1
+DISCRETE_DOWNWEIGHT = 0.1  # the share of each batch with bounded influence, for such a table
 
 
 class NotFittedError(RuntimeError):
@@ -87,14 +86,10 @@ def _resolved(settings: Settings, schema: TableSchema) -> Settings:
     values). The squared error of a one-hot block is at most 2 however rare the category; its
     likelihood keeps growing. Measured in benchmarks/RESULTS.md ("Categorical tables").
 
-    Such a table is also trained with bounded influence of each batch's worst-fitted 10% of
-    rows (``DISCRETE_DOWNWEIGHT``; :func:`vae.loss.influence_weights`): a rare combination of
-    categories in the training rows pulls the model no harder than the ordinary worst-fitted
-    rows, so it is not learned as normal. On the 7 categorical benchmark tables +0.7 ROC-AUC /
-    +2.1 PR-AUC over 3 model seeds. It raised ADBench too (+0.3 / +1.6), but on the sample
-    table (numeric columns with heavy tails and planted relationship errors) it ranked amount
-    and currency mismatches lower (ROC-AUC 0.987 -> 0.958 and 0.998 -> 0.957), so tables with
-    a numeric column keep every row at full weight (benchmarks/RESULTS.md, "Bounded influence").
+    Such a table also bounds the influence of each batch's worst-fitted 10% of rows
+    (``DISCRETE_DOWNWEIGHT``, :func:`vae.loss.influence_weights`): its rare combinations of
+    categories are not learned as normal. Not for tables with a numeric column: on the sample
+    table it ranked relationship errors lower (RESULTS.md, "Bounded influence").
     """
     discrete = not schema.numeric_columns
     training, scoring = settings.training, settings.scoring
