@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from pipeline.detector import AnomalyDetector
 from pipeline.ingest import read_table
 from pipeline.promotion_history import actor, record_decision
 from pipeline.registry import ModelRef, RegistryError, load_detector, resolve_alias, version_ref
+from pipeline.scoring import ScoreResult
 from pipeline.threshold import share_above
 
 logger = logging.getLogger(__name__)
@@ -65,10 +67,7 @@ class GateResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _flag_rate_and_scores(
-    detector: AnomalyDetector, reference: pd.DataFrame
-) -> tuple[float, np.ndarray, int]:
-    result = detector.score(reference, source="reference batch")
+def _flag_rate_and_scores(result: ScoreResult) -> tuple[float, np.ndarray, int]:
     scores = result.scored["anomaly_score"].to_numpy(dtype=np.float64)
     rate = float(result.scored["is_anomaly"].mean()) if len(scores) else float("nan")
     return rate, scores, len(result.rejected)
@@ -80,12 +79,21 @@ def gate(
     contamination: float,
     champion: AnomalyDetector | None = None,
 ) -> GateResult:
-    """Check ``candidate`` on ``reference``; see the module docstring for the rules."""
+    """Check ``candidate`` on ``reference``; see the module docstring for the rules. Each model
+    scores the reference once (the champion only when a rule needs it)."""
     failures: list[str] = []
     metrics: dict[str, float] = {}
     if len(reference) == 0:
         return GateResult(False, ["the reference batch has no rows"], metrics)
-    rate, scores, n_rejected = _flag_rate_and_scores(candidate, reference)
+    candidate_result = candidate.score(reference, source="reference batch")
+    rate, scores, n_rejected = _flag_rate_and_scores(candidate_result)
+
+    @cache
+    def champion_result() -> ScoreResult:
+        # called only with a champion; its warnings about the reference repeat the candidate's
+        assert champion is not None
+        return champion.score(reference, source="reference batch", log_warnings=False)
+
     metrics.update({"reference_rows": float(len(reference)), "flag_rate": rate})
     if n_rejected:
         failures.append(f"{n_rejected} reference row(s) could not be scored")
@@ -108,11 +116,13 @@ def gate(
         and not n_rejected
         and np.isfinite(scores).all()
     ):
-        _compare_likelihoods(candidate, champion, reference, failures, metrics)
+        _compare_likelihoods(
+            candidate, candidate_result, champion, champion_result(), failures, metrics
+        )
     labels = _labels(reference, n_rejected) if np.isfinite(scores).all() else None
     if labels is not None and champion is not None:
         auc = float(roc_auc_score(labels, scores))
-        _, champion_scores, champion_rejected = _flag_rate_and_scores(champion, reference)
+        _, champion_scores, champion_rejected = _flag_rate_and_scores(champion_result())
         if champion_rejected:
             failures.append(
                 "the champion cannot score the reference batch; compare by hand or use --force"
@@ -132,13 +142,14 @@ def gate(
 
 def _compare_likelihoods(
     candidate: AnomalyDetector,
+    candidate_result: ScoreResult,
     champion: AnomalyDetector,
-    reference: pd.DataFrame,
+    champion_result: ScoreResult,
     failures: list[str],
     metrics: dict[str, float],
 ) -> None:
     """Rule 3: the reference rows must be about as likely under the candidate as under the
-    champion (needs no labels)."""
+    champion (needs no labels). ``*_result``: each model's scores of the reference."""
     width = candidate.vae_config_.n_features
     if (
         candidate.schema_.roles != champion.schema_.roles
@@ -150,8 +161,8 @@ def _compare_likelihoods(
             "label column) or use --force"
         )
         return
-    candidate_nll = reference_nll(candidate, reference)
-    champion_nll = reference_nll(champion, reference)
+    candidate_nll = likelihood_bound(candidate, candidate_result)
+    champion_nll = likelihood_bound(champion, champion_result)
     if len(champion_nll) != len(candidate_nll):
         failures.append(
             "the champion cannot score every reference row; compare by hand or use --force"
@@ -193,13 +204,20 @@ def new_version_gate(detector: AnomalyDetector, settings: Settings) -> GateResul
 
 
 def reference_nll(detector: AnomalyDetector, reference: pd.DataFrame) -> np.ndarray:
-    """Per reference row, the model's bound on ``-log p(row)`` in nats (the negative ELBO with
-    the KL at its full weight, from the latent mean): ``recon_error / 2 + sum(log sigma^2) / 2
-    + kl``, plus ``sum(log scale)`` of the standardised numeric features, so that two models
-    whose encodings scale the same columns differently are compared in the columns' own units.
-    The constant ``n log(2 pi) / 2`` of a Gaussian feature is left out (the same for two models
-    of the same columns). Rows that cannot be scored are left out."""
+    """Per reference row, the model's bound on ``-log p(row)`` in nats
+    (:func:`likelihood_bound` of the model's scores of ``reference``)."""
     result = detector.score(reference, source="reference batch", log_warnings=False)
+    return likelihood_bound(detector, result)
+
+
+def likelihood_bound(detector: AnomalyDetector, result: ScoreResult) -> np.ndarray:
+    """Per scored row of ``result`` (``detector``'s scores of a batch), the model's bound on
+    ``-log p(row)`` in nats (the negative ELBO with the KL at its full weight, from the latent
+    mean): ``recon_error / 2 + sum(log sigma^2) / 2 + kl``, plus ``sum(log scale)`` of the
+    standardised numeric features, so that two models whose encodings scale the same columns
+    differently are compared in the columns' own units. The constant ``n log(2 pi) / 2`` of a
+    Gaussian feature is left out (the same for two models of the same columns). Rows that
+    cannot be scored are left out."""
     recon = result.scored["recon_error"].to_numpy(dtype=np.float64)
     kl = result.scored["kl"].to_numpy(dtype=np.float64)
     precision = detector.model_.feature_precision().detach().cpu().numpy().astype(np.float64)

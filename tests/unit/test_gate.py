@@ -16,7 +16,9 @@ class FixedScores:
         self.scores = scores
         self.threshold = threshold
 
-    def score(self, frame: pd.DataFrame, source: str = "") -> ScoreResult:
+    def score(
+        self, frame: pd.DataFrame, source: str = "", log_warnings: bool = True
+    ) -> ScoreResult:
         scored = pd.DataFrame(
             {"anomaly_score": self.scores, "is_anomaly": (self.scores > self.threshold).astype(int)}
         )
