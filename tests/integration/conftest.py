@@ -18,13 +18,23 @@ from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.detector import AnomalyDetector
 from pipeline.outputs import Manifest
-from tests.conftest import ROOT
+from tests.conftest import ROOT, mixed_frame, quick_settings
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_api() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> AnomalyDetector:
+    """A quickly trained model of ``mixed_frame``, saved to disk and loaded back as scoring
+    loads it (no MLflow); one per test module."""
+    fitted = AnomalyDetector(quick_settings(training={"max_epochs": 3})).fit(mixed_frame(150))
+    folder = tmp_path_factory.mktemp("model") / "m"
+    fitted.save(folder)
+    return AnomalyDetector.load(folder)
 
 
 @pytest.fixture

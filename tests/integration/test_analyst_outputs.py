@@ -13,15 +13,15 @@ import pytest
 
 from pipeline.batch import score_file
 from pipeline.config import ScoringSettings
-from pipeline.detector import AnomalyDetector
 from pipeline.outputs import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, REPORT_FILE, SCORED_FILE
 from pipeline.registry import ModelRef
 from pipeline.scoring import SCORE_COLUMNS
-from tests.conftest import mixed_frame, quick_settings
+from tests.conftest import mixed_frame
 
 REF = ModelRef(name="analyst", version="1", run_id="r1", alias="champion")
 DATE = "2026-03-04"
 HEADER = "record_id,x,y,count,colour,size"
+INPUTS = ["x", "y", "count", "colour", "size"]  # the input columns besides the id
 LINES = [
     HEADER,
     "R1,0.10,0.2,3,red,S",  # 2: "0.10" and "3" as the file holds them
@@ -32,14 +32,6 @@ LINES = [
     "R6,0.3,,4,,S",  # 7: empty fields
 ]
 EVERY_ROW = ScoringSettings(threshold=-1e9)  # a cut-off below every score: every row flagged
-
-
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> AnomalyDetector:
-    fitted = AnomalyDetector(quick_settings(training={"max_epochs": 3})).fit(mixed_frame(150))
-    folder = tmp_path_factory.mktemp("model") / "m"
-    fitted.save(folder)
-    return AnomalyDetector.load(folder)
 
 
 @pytest.fixture
@@ -59,16 +51,8 @@ def test_flagged_rows_carry_their_input_values_as_read(detector, dirty_csv, tmp_
     out = Path(manifest.output_dir)
     flagged = _read_text(out / FLAGGED_FILE)
     # the contract's columns, then every other input column of the row
-    assert list(flagged.columns) == [
-        "record_id",
-        *SCORE_COLUMNS,
-        "x",
-        "y",
-        "count",
-        "colour",
-        "size",
-    ]
-    by_id = flagged.set_index("record_id")[["x", "y", "count", "colour", "size"]]
+    assert list(flagged.columns) == ["record_id", *SCORE_COLUMNS, *INPUTS]
+    by_id = flagged.set_index("record_id")[INPUTS]
     assert by_id.loc["R1"].tolist() == ["0.10", "0.2", "3", "red", "S"]
     assert by_id.loc["R3"].tolist() == ["n/a", "0.2", "3", "blue", "L"]
     assert by_id.loc["R4"].tolist() == ["-1e308", "1e308", "2", "green", "M"]
@@ -83,7 +67,7 @@ def test_rejected_rows_keep_the_raw_text_of_each_field(detector, dirty_csv, tmp_
     manifest = score_file(detector, REF, dirty_csv, tmp_path / "out", DATE)
     rejected = _read_text(Path(manifest.output_dir) / REJECTED_FILE)
     assert rejected["line"].tolist() == ["3", "6"]
-    assert rejected.iloc[0][["record_id", "x", "y", "count", "colour", "size"]].tolist() == [
+    assert rejected.iloc[0][["record_id", *INPUTS]].tolist() == [
         "R2",
         "twelve",
         "0.2",
@@ -99,15 +83,7 @@ def test_scored_parquet_carries_the_inputs_when_asked(detector, dirty_csv, tmp_p
     options = ScoringSettings(scored_input_columns=True, chunk_rows=2)  # and across chunks
     manifest = score_file(detector, REF, dirty_csv, tmp_path / "out", DATE, scoring=options)
     scored = pd.read_parquet(Path(manifest.output_dir) / SCORED_FILE)
-    assert list(scored.columns) == [
-        "record_id",
-        *SCORE_COLUMNS,
-        "x",
-        "y",
-        "count",
-        "colour",
-        "size",
-    ]
+    assert list(scored.columns) == ["record_id", *SCORE_COLUMNS, *INPUTS]
     assert scored.set_index("record_id").loc["R3", "x"] == "n/a"
 
 

@@ -12,24 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.batch import score_file
-from pipeline.detector import AnomalyDetector
 from pipeline.ingest import InputError
 from pipeline.outputs import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FILE
 from pipeline.registry import ModelRef
 from pipeline.schema import SchemaError
-from tests.conftest import mixed_frame, quick_settings
+from tests.conftest import mixed_frame
 
 REF = ModelRef(name="bad-input", version="1", run_id="r1", alias="champion")
 DATE = "2026-01-02"
 HEADER = "record_id,x,y,count,colour,size"
-
-
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> AnomalyDetector:
-    fitted = AnomalyDetector(quick_settings(training={"max_epochs": 3})).fit(mixed_frame(150))
-    folder = tmp_path_factory.mktemp("model") / "m"
-    fitted.save(folder)
-    return AnomalyDetector.load(folder)
 
 
 def _outputs(root: Path) -> list[Path]:
