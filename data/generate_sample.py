@@ -14,20 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.sample_data import (  # noqa: F401  (re-exported for the tests and benchmarks)
-    ANOMALY_KINDS,
-    CHANNELS,
-    COMBINATION_KINDS,
-    COUNTRY_CURRENCY,
-    COUNTRY_WEIGHTS,
-    MERCHANTS,
+from pipeline.sample_data import (
     SAMPLE_BATCH_ANOMALY_RATE,
     SAMPLE_BATCH_ROWS,
     SAMPLE_BATCH_SEED,
     SAMPLE_TRAIN_ROWS,
     SAMPLE_TRAIN_SEED,
     make_table,
-    write_sample,
 )
 
 

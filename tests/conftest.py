@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,10 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "data"))
-
-from generate_sample import make_table  # noqa: E402
 
 from pipeline.config import Settings  # noqa: E402
 from pipeline.detector import AnomalyDetector  # noqa: E402
+from pipeline.sample_data import make_table  # noqa: E402
 
 
 def quick_settings(**overrides: dict) -> Settings:

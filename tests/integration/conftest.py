@@ -61,9 +61,8 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     For tests that only score: they must not register versions into it.
     """
-    from generate_sample import make_table
-
     from flows.train import train_flow
+    from pipeline.sample_data import make_table
 
     root = tmp_path_factory.mktemp("champion")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"

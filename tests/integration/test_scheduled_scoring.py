@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from generate_sample import make_table
 from prefect import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -40,6 +39,7 @@ from pipeline.outputs import (
     input_lock,
 )
 from pipeline.registry import resolve_alias
+from pipeline.sample_data import make_table
 
 ID = "transaction_id"
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from generate_sample import make_table
 from mlflow import MlflowClient
 
 from flows.score import score_flow
 from pipeline.config import Settings
 from pipeline.monitoring import MONITORING_FILE
 from pipeline.outputs import REPORT_FILE
+from pipeline.sample_data import make_table
 from pipeline.tracking import scoring_experiment
 
 IMAGE = '<img class="figure" src="data:image/png;base64,'

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-from generate_sample import make_table
 from prefect import get_client
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.deployments import run_deployment
@@ -26,6 +25,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.serve import build_deployments
 from pipeline.outputs import MANIFEST_FILE
+from pipeline.sample_data import make_table
 
 ROOT = Path(__file__).resolve().parents[2]
 

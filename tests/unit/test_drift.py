@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from generate_sample import make_table
 
 from pipeline.config import Settings
 from pipeline.drift import DriftAccumulator, DriftReference, DriftReport
+from pipeline.sample_data import make_table
 from pipeline.schema import TableSchema, infer_schema
 
 

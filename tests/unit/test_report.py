@@ -9,7 +9,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from generate_sample import make_table
 
 from pipeline.config import Settings
 from pipeline.detector import AnomalyDetector
@@ -24,6 +23,7 @@ from pipeline.report import (
 )
 from pipeline.report import training as training_view
 from pipeline.report.training import TrainingStop
+from pipeline.sample_data import make_table
 from pipeline.schema import infer_schema
 from tests.conftest import mixed_frame, quick_settings
 

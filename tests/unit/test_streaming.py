@@ -10,7 +10,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from generate_sample import make_table
 
 from pipeline.batch import score_file
 from pipeline.detector import AnomalyDetector
@@ -18,6 +17,7 @@ from pipeline.ingest import iter_scoring_chunks
 from pipeline.outputs import FLAGGED_FILE, MANIFEST_FILE, REJECTED_FILE, SCORED_FILE
 from pipeline.registry import ModelRef
 from pipeline.report import render_training_report
+from pipeline.sample_data import make_table
 from tests.conftest import mixed_frame, quick_settings
 
 REF = ModelRef(name="vae-anomaly", version="3", run_id="r1", alias="champion")
