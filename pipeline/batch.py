@@ -324,6 +324,9 @@ def score_file(
                 drift=streamed.drift,
                 warnings=streamed.warnings,
                 details={"run date": run_date, "model run id": ref.run_id, "sha256": digest},
+                # no wall-clock time (manifest.json has it): the outputs are a function of
+                # the input, the model and the run date, so reruns and executors agree
+                generated_at=f"for run date {run_date}",
             )
             manifest = Manifest(
                 input_path=str(input_path),

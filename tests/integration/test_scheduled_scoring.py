@@ -9,6 +9,7 @@ import json
 import shutil
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,31 @@ def test_concurrent_runs_on_one_input_score_it_once(scoring_store, tmp_path):
     ):
         score_file(detector, ref, path, root, "2026-03-03", force=True, lock_timeout_seconds=0.3)
     assert not (root / "2026-03-03").exists()
+
+
+def _stopped_clock(at: datetime) -> type[datetime]:
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return at
+
+    return Clock
+
+
+def test_outputs_do_not_depend_on_the_wall_clock(scoring_store, tmp_path, monkeypatch):
+    """Same input, model and run date: byte-identical files, whatever the time of day."""
+    import pipeline.report.page
+
+    [path] = _landing(tmp_path / "landing", [63], rows=60).glob("*.csv")
+    ref = resolve_alias(Settings(), "champion")
+    detector = cached_detector(scoring_store, ref, "auto")
+    outputs = []
+    for minute, root in ((0, "first"), (59, "second")):
+        clock = datetime(2026, 3, 1, 23, minute, tzinfo=UTC)
+        monkeypatch.setattr(pipeline.report.page, "datetime", _stopped_clock(clock))
+        outputs.append(score_file(detector, ref, path, tmp_path / root, "2026-03-01").outputs)
+    assert outputs[0] == outputs[1]
+    assert set(outputs[0]) >= {SCORED_FILE, FLAGGED_FILE, "report.html"}
 
 
 def test_landing_folder_picks_complete_files_only(scoring_store, tmp_path, monkeypatch):
