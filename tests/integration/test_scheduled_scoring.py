@@ -267,7 +267,8 @@ def test_landing_folder_picks_complete_files_only(scoring_store, tmp_path, monke
 
 def test_dask_executor_writes_the_same_outputs(scoring_store, tmp_path, monkeypatch):
     landing = _landing(tmp_path / "landing", [71, 72, 73], rows=100)
-    sequential = score_flow(inputs=[str(landing)], output_root=str(tmp_path / "seq"))
+    day = "2026-03-01"  # one partition for both runs, even across midnight
+    sequential = score_flow(inputs=[str(landing)], output_root=str(tmp_path / "seq"), run_date=day)
     seen = tmp_path / "workers.txt"  # a file: the task (and this wrapper) reach Dask pickled
     score = flows.score.score_file
 
@@ -289,6 +290,7 @@ def test_dask_executor_writes_the_same_outputs(scoring_store, tmp_path, monkeypa
     state = score_flow(
         inputs=[str(landing)],
         output_root=str(tmp_path / "dask"),
+        run_date=day,
         overrides={"scoring": dask},
         return_state=True,
     )
