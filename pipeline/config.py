@@ -93,12 +93,12 @@ class TrainingSettings(_Section):
         description="weight of the KL term in the loss; auto: 0.5 for a table whose model "
         "columns are all categorical, else 0.1",
     )
-    trim_fraction: float = Field(
-        default=0.0,
-        ge=0,
-        lt=0.5,
+    trim_fraction: Annotated[float, Field(ge=0, lt=0.5)] | Literal["auto"] = Field(
+        default="auto",
         description="share of the training rows the model scores highest halfway through "
-        "training, dropped for the second half (0: none; e.g. the expected anomaly share)",
+        "training, dropped for the second half (0: none; e.g. the expected anomaly share); "
+        "auto: the rows whose score is far out (beyond Q3 + 3 IQR of the training rows' "
+        "scores), 10% at most",
     )
     downweight_fraction: Annotated[float, Field(ge=0, lt=0.5)] | Literal["auto"] = Field(
         default="auto",

@@ -51,6 +51,10 @@ __all__ = ["AnomalyDetector", "NotFittedError"]
 
 DISCRETE_BETA = 0.5  # the KL weight of a table whose model columns are all categorical
 DISCRETE_DOWNWEIGHT = 0.1  # the share of each batch with bounded influence, for such a table
+# trim_fraction "auto": the training rows beyond Tukey's far-out fence (Q3 + 3 IQR) of the
+# detector's score halfway through training, at most AUTO_TRIM_CAP of them
+AUTO_TRIM_FENCE = 3.0
+AUTO_TRIM_CAP = 0.1
 
 
 class NotFittedError(RuntimeError):
@@ -90,6 +94,9 @@ def _resolved(settings: Settings, schema: TableSchema) -> Settings:
     (``DISCRETE_DOWNWEIGHT``, :func:`vae.loss.influence_weights`): its rare combinations of
     categories are not learned as normal. Not for tables with a numeric column: on the sample
     table it ranked relationship errors lower (RESULTS.md, "Bounded influence").
+
+    ``trim_fraction`` "auto" stays as given (a rule, not a share: the saved model records the
+    rows it dropped, ``trimmed_rows``); :func:`_train_config` turns it into the far-out fence.
     """
     discrete = not schema.numeric_columns
     training, scoring = settings.training, settings.scoring
@@ -109,6 +116,16 @@ def _resolved(settings: Settings, schema: TableSchema) -> Settings:
 
 
 def _train_config(settings: Settings) -> TrainConfig:
+    """The optimiser's settings; ``trim_fraction`` "auto" trims the far-out training rows.
+
+    Halfway through training, the rows whose score (the ``log_max`` of :func:`vae.train.
+    _untrimmed`) lies beyond Tukey's far-out fence, ``Q3 + 3 IQR`` of the training rows'
+    scores, are dropped (``AUTO_TRIM_CAP`` of them at most): anomalies in the training data
+    that the model has begun to learn (a cluster of them is learned like a mode) leave the
+    fit, while a table without far-out rows keeps every row. Unlike a fixed share it adapts to
+    the contamination; unlike loss-ranked weights it cannot turn against a rare mode of normal
+    rows (RESULTS.md, sixth round).
+    """
     t = settings.training
     assert t.beta != "auto" and t.downweight_fraction != "auto", "resolve the settings first"
     return TrainConfig(
@@ -117,7 +134,8 @@ def _train_config(settings: Settings) -> TrainConfig:
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         beta=t.beta,
-        trim_fraction=t.trim_fraction,
+        trim_fraction=AUTO_TRIM_CAP if t.trim_fraction == "auto" else t.trim_fraction,
+        trim_fence=AUTO_TRIM_FENCE if t.trim_fraction == "auto" else 0.0,
         trim_epoch=max(2, t.max_epochs // 2),
         downweight_fraction=t.downweight_fraction,
         downweight_epoch=t.downweight_epoch,

@@ -39,6 +39,9 @@ class TrainConfig:
     # rows that the model finds most anomalous so far, and train on the rest (0: no trimming)
     trim_fraction: float = 0.0
     trim_epoch: int = 0
+    # with trim_fence k > 0, only the rows beyond the far-out fence Q3 + k * IQR of that score
+    # are dropped, trim_fraction of them at most (a table without far-out rows loses none)
+    trim_fence: float = 0.0
     # from epoch downweight_epoch on, the downweight_fraction of each batch's rows with the
     # highest loss count with bounded weight (vae.loss.influence_weights; 0: all rows equal)
     downweight_fraction: float = 0.0
@@ -175,7 +178,9 @@ def _fit(
     for epoch in range(1, config.max_epochs + 1):
         t0 = time.perf_counter()
         if config.trim_fraction > 0 and epoch == config.trim_epoch:
-            keep_train, cutoff = _untrimmed(model, xt, config.trim_fraction, None)
+            keep_train, cutoff = _untrimmed(
+                model, xt, config.trim_fraction, None, config.trim_fence
+            )
             result.trimmed_rows = int((~keep_train).sum())
             result.kept_rows = np.flatnonzero(keep_train)
             xt = xt[torch.from_numpy(keep_train).to(device)]
@@ -253,11 +258,18 @@ def _fit(
 
 
 def _untrimmed(
-    model: VAE, x: torch.Tensor, fraction: float, cutoff: tuple[LogScale, LogScale, float] | None
+    model: VAE,
+    x: torch.Tensor,
+    fraction: float,
+    cutoff: tuple[LogScale, LogScale, float] | None,
+    fence: float = 0.0,
 ) -> tuple[np.ndarray, tuple[LogScale, LogScale, float]]:
     """Mask of the rows of ``x`` kept by trimming the ``fraction`` that score highest, by
     ``max(z(log recon), z(log kl))`` with the rows' own statistics (the detector's default
-    score), and that cutoff (the two scales and the score limit), which ``cutoff`` reapplies."""
+    score), and that cutoff (the two scales and the score limit), which ``cutoff`` reapplies.
+
+    With ``fence`` k > 0 the limit is never below Tukey's fence ``Q3 + k * IQR`` of the
+    scores (k = 3: his "far out"), so only far-out rows go, ``fraction`` of them at most."""
     model.eval()
     terms = score_arrays(model, x.cpu().numpy())
     if cutoff is None:
@@ -267,4 +279,7 @@ def _untrimmed(
     score = np.maximum(recon_scale.z(terms.recon), kl_scale.z(terms.kl))
     if cutoff is None:
         limit = float(np.quantile(score, 1.0 - fraction))
+        if fence > 0:
+            q1, q3 = np.quantile(score, [0.25, 0.75])
+            limit = max(limit, float(q3 + fence * (q3 - q1)))
     return score <= limit, (recon_scale, kl_scale, limit)
