@@ -154,6 +154,7 @@ def log_training_run(
                 "threshold": detector.threshold_,
                 "best_epoch": detector.best_epoch_,
                 "train_seconds": detector.train_seconds_,
+                "trimmed_rows": detector.trimmed_rows_,
                 **{f"val_score_q{q}": float(np.quantile(scores, q / 100)) for q in (50, 90, 99)},
             }
         )

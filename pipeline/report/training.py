@@ -165,6 +165,17 @@ class TrainingPage:
     generated_at: str
 
 
+def _training_rows(detector: AnomalyDetector) -> str:
+    """The training rows, and how many were trimmed halfway (``training.trim_fraction``)."""
+    rows = str(getattr(detector, "n_train_rows_", ""))
+    trimmed = getattr(detector, "trimmed_rows_", 0)
+    if not trimmed:
+        return rows
+    rule = detector.settings.training.trim_fraction
+    which = "far-out rows" if rule == "auto" else f"rows, the {rule:.0%} scored highest,"
+    return f"{rows} ({trimmed} {which} dropped halfway)"
+
+
 def _facts(detector: AnomalyDetector, input_name: str, model: str) -> Facts:
     s = detector.settings
     config = detector.vae_config_
@@ -172,7 +183,7 @@ def _facts(detector: AnomalyDetector, input_name: str, model: str) -> Facts:
     facts = [
         ("model", model),
         ("training data", input_name),
-        ("training rows", str(getattr(detector, "n_train_rows_", ""))),
+        ("training rows", _training_rows(detector)),
         ("validation rows", str(len(getattr(detector, "reference_frame_", [])))),
         (
             "columns",

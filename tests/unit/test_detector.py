@@ -121,15 +121,27 @@ def test_default_quality_on_global_outliers():
     assert average_precision_score(y[600:], scores) >= 0.93
 
 
-def test_trimming_is_an_opt_in_setting_recorded_with_the_model(tmp_path):
-    plain = AnomalyDetector(quick_settings()).fit(mixed_frame(400))
-    assert plain.trimmed_rows_ == 0
-    trimmed = AnomalyDetector(quick_settings(training={"trim_fraction": 0.05})).fit(
-        mixed_frame(400)
+def test_trimming_drops_far_out_training_rows_only_and_is_recorded_with_the_model(tmp_path):
+    # the default (trim_fraction "auto"): a table without far-out rows keeps every row
+    clean = AnomalyDetector(quick_settings()).fit(mixed_frame(400))
+    assert clean.settings.training.trim_fraction == "auto"
+    assert clean.trimmed_rows_ == 0
+    # ten rows far off the y = 2x line (7 of them in the training part): halfway, those seven
+    # score beyond Q3 + 3 IQR of the training rows' scores: 7 rows are trimmed
+    dirty = mixed_frame(400)
+    far = np.arange(0, 400, 40)
+    dirty.loc[far, "x"], dirty.loc[far, "y"] = 50.0, -100.0
+    order = np.random.default_rng(42).permutation(400)  # the detector's validation split
+    in_training = np.isin(far, order[80:]).sum()
+    trimmed = AnomalyDetector(quick_settings()).fit(dirty)
+    assert trimmed.trimmed_rows_ == in_training == 7
+    assert (
+        AnomalyDetector(quick_settings(training={"trim_fraction": 0})).fit(dirty).trimmed_rows_ == 0
     )
-    # 400 rows: 80 held out, 5% of the other 320 dropped at epoch 7 of 15
-    assert trimmed.trimmed_rows_ == 16
-    assert AnomalyDetector.load(trimmed.save(tmp_path / "m")).trimmed_rows_ == 16
+    # a number is a fixed share: 400 rows, 80 held out, 5% of the other 320 dropped at epoch 7
+    share = AnomalyDetector(quick_settings(training={"trim_fraction": 0.05})).fit(mixed_frame(400))
+    assert share.trimmed_rows_ == 16
+    assert AnomalyDetector.load(share.save(tmp_path / "m")).trimmed_rows_ == 16
 
 
 def _linked_categories(n: int, seed: int, broken: int) -> tuple[pd.DataFrame, np.ndarray]:

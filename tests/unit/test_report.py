@@ -259,3 +259,14 @@ def test_training_report_shows_the_data_path_epochs_and_a_warning(
     warned = render_training_report(detector)
     assert 'id="epochs-warning"' in warned and "still falling" in warned
     assert warned.count('<p class="how">') == 4
+
+
+def test_training_report_says_how_many_rows_were_trimmed(
+    detector: AnomalyDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = detector.n_train_rows_
+    monkeypatch.setattr(detector, "trimmed_rows_", 0)
+    assert f"<th>training rows</th><td>{rows}</td>" in render_training_report(detector)
+    monkeypatch.setattr(detector, "trimmed_rows_", 7)
+    expected = f"<th>training rows</th><td>{rows} (7 far-out rows dropped halfway)</td>"
+    assert expected in render_training_report(detector)
