@@ -29,7 +29,6 @@ from pipeline.explain import Explainer
 from pipeline.preprocess import TabularPreprocessor
 from pipeline.schema import (
     SchemaError,
-    TableSchema,
     check_scoring_frame,
     clean_training_frame,
     infer_schema,
@@ -41,7 +40,8 @@ from pipeline.scoring import (
     output_frame,
 )
 from pipeline.threshold import fit_threshold, reference_quantiles, score_percentile
-from vae import EpochStats, TrainConfig, VAEConfig, default_architecture, fit_vae
+from pipeline.training_setup import resolved_settings, train_config, vae_config
+from vae import EpochStats, fit_vae
 from vae.infer import aligned_window, score_arrays
 
 logger = logging.getLogger(__name__)
@@ -49,101 +49,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["AnomalyDetector", "NotFittedError"]
 
 
-DISCRETE_BETA = 0.5  # the KL weight of a table whose model columns are all categorical
-DISCRETE_DOWNWEIGHT = 0.1  # the share of each batch with bounded influence, for such a table
-# trim_fraction "auto": the training rows beyond Tukey's far-out fence (Q3 + 3 IQR) of the
-# detector's score halfway through training, at most AUTO_TRIM_CAP of them
-AUTO_TRIM_FENCE = 3.0
-AUTO_TRIM_CAP = 0.1
-
-
 class NotFittedError(RuntimeError):
     """A method that needs a fitted detector was called before ``fit``."""
-
-
-def _vae_config(settings: Settings, n_features: int) -> VAEConfig:
-    m = settings.model
-    arch = default_architecture(n_features)
-    return VAEConfig(
-        n_features=n_features,
-        hidden_dims=tuple(m.hidden_dims) or arch["hidden_dims"],
-        latent_dim=m.latent_dim or arch["latent_dim"],
-        activation=m.activation,
-        dropout=m.dropout,
-        decoder_variance=m.decoder_variance,
-        min_variance=m.min_variance,
-    )
-
-
-def _resolved(settings: Settings, schema: TableSchema) -> Settings:
-    """The settings with ``auto`` choices made for this table (what the saved model records).
-
-    A table whose model columns are all categorical (discrete) is trained with a KL weight of
-    ``DISCRETE_BETA`` and scored by the negative ELBO, its columns by their categorical
-    likelihood (``-log p`` of the observed category, from the decoder's class probabilities);
-    other tables get ``beta`` 0.1 and the ``log_max`` score. Why: the Gaussian decoder's
-    likelihood of 0/1 features is degenerate (their variance can shrink to its floor), so with
-    a cheap latent code (``beta`` 0.1) a model learns every combination of categories in the
-    code and reconstructs anomalies as well as normal rows (on the chess table it ranked them
-    below random); at the ELBO's own weight (1) the code collapses to the prior for most of
-    training and the model reads each column alone (blind to a rare combination of common
-    values). The squared error of a one-hot block is at most 2 however rare the category; its
-    likelihood keeps growing. Measured in benchmarks/RESULTS.md ("Categorical tables").
-
-    Such a table also bounds the influence of each batch's worst-fitted 10% of rows
-    (``DISCRETE_DOWNWEIGHT``, :func:`vae.loss.influence_weights`): its rare combinations of
-    categories are not learned as normal. Not for tables with a numeric column: on the sample
-    table it ranked relationship errors lower (RESULTS.md, "Bounded influence").
-
-    ``trim_fraction`` "auto" stays as given (a rule, not a share: the saved model records the
-    rows it dropped, ``trimmed_rows``); :func:`_train_config` turns it into the far-out fence.
-    """
-    discrete = not schema.numeric_columns
-    training, scoring = settings.training, settings.scoring
-    beta = training.beta if training.beta != "auto" else (DISCRETE_BETA if discrete else 0.1)
-    downweight = training.downweight_fraction
-    if downweight == "auto":
-        downweight = DISCRETE_DOWNWEIGHT if discrete else 0.0
-    score = scoring.score if scoring.score != "auto" else ("elbo" if discrete else "log_max")
-    return settings.model_copy(
-        update={
-            "training": training.model_copy(
-                update={"beta": beta, "downweight_fraction": downweight}
-            ),
-            "scoring": scoring.model_copy(update={"score": score}),
-        }
-    )
-
-
-def _train_config(settings: Settings) -> TrainConfig:
-    """The optimiser's settings; ``trim_fraction`` "auto" trims the far-out training rows.
-
-    Halfway through training, the rows whose score (the ``log_max`` of :func:`vae.train.
-    _untrimmed`) lies beyond Tukey's far-out fence, ``Q3 + 3 IQR`` of the training rows'
-    scores, are dropped (``AUTO_TRIM_CAP`` of them at most): anomalies in the training data
-    that the model has begun to learn (a cluster of them is learned like a mode) leave the
-    fit, while a table without far-out rows keeps every row. Unlike a fixed share it adapts to
-    the contamination; unlike loss-ranked weights it cannot turn against a rare mode of normal
-    rows (RESULTS.md, sixth round).
-    """
-    t = settings.training
-    assert t.beta != "auto" and t.downweight_fraction != "auto", "resolve the settings first"
-    return TrainConfig(
-        max_epochs=t.max_epochs,
-        batch_size=t.batch_size,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        beta=t.beta,
-        trim_fraction=AUTO_TRIM_CAP if t.trim_fraction == "auto" else t.trim_fraction,
-        trim_fence=AUTO_TRIM_FENCE if t.trim_fraction == "auto" else 0.0,
-        trim_epoch=max(2, t.max_epochs // 2),
-        downweight_fraction=t.downweight_fraction,
-        downweight_epoch=t.downweight_epoch,
-        patience=t.patience,
-        seed=t.seed,
-        device=t.device,
-        cpu_threads=t.cpu_threads,
-    )
 
 
 class AnomalyDetector:
@@ -179,7 +86,7 @@ class AnomalyDetector:
                 "add data or lower training.min_rows"
             )
         schema = infer_schema(frame, s.data)
-        s = self.settings = _resolved(s, schema)
+        s = self.settings = resolved_settings(s, schema)
         clean = clean_training_frame(frame, schema)
         order = np.random.default_rng(s.training.seed).permutation(len(clean))
         n_val = max(1, round(s.training.validation_fraction * len(clean)))
@@ -190,11 +97,11 @@ class AnomalyDetector:
             schema.numeric_columns, schema.categorical_columns, s.data.max_categories
         ).fit(train_part)
         x_train, x_val = pre.transform(train_part), pre.transform(val_part)
-        vae_config = _vae_config(s, pre.n_features)
-        result = fit_vae(x_train, x_val, vae_config, _train_config(s), on_epoch=on_epoch)
+        config = vae_config(s, pre.n_features)
+        result = fit_vae(x_train, x_val, config, train_config(s), on_epoch=on_epoch)
         self.schema_ = schema
         self.preprocessor_ = pre
-        self.vae_config_ = vae_config
+        self.vae_config_ = config
         self.model_ = result.model
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch

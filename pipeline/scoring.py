@@ -21,7 +21,8 @@ Tables whose model columns are all categorical get ``elbo`` by default (``scorin
 ``auto``): the negative ELBO ``recon_error / 2 + kl``, where a categorical column's part of
 ``recon_error`` is ``-2 log p`` of its observed category (``vae.infer.PaddedVAE.feature_loss``)
 instead of the squared error of its one-hot block, so ``recon_error / 2`` is a negative
-log-likelihood and the score a bound on ``-log p(row)`` (see ``pipeline.detector._resolved``).
+log-likelihood and the score a bound on ``-log p(row)`` (see
+``pipeline.training_setup.resolved_settings``).
 
 A :class:`ScoreDefinition` (which score, the KL weight, the training statistics) is learned
 state of a fitted detector, saved with it: a loaded model scores as it did when trained,

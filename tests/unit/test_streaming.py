@@ -102,9 +102,9 @@ def test_a_rows_outputs_do_not_depend_on_the_rows_scored_with_it(detector):
     # then each row's outputs (scores, percentile, flag, reasons) are bit-identical: every
     # forward pass has the same shape, so no CPU kernel sums a row in another order because
     # of how many rows came with it. This failed on an AMD EPYC before fixed windows.
-    frame = make_table(600, seed=16, anomaly_rate=0.05)
+    frame = make_table(600, seed=16, anomaly_rate=0.1)
     whole = detector.score(frame).scored
-    assert whole["is_anomaly"].sum() >= 5  # the reasons are compared too
+    assert whole["is_anomaly"].sum() >= 5  # the reasons are compared too (measured: 12)
     for size in (7, 100, 16384):
         blocks = [detector.score(frame.iloc[i : i + size]).scored for i in range(0, 600, size)]
         pd.testing.assert_frame_equal(pd.concat(blocks, ignore_index=True), whole)
