@@ -83,6 +83,10 @@ class ModelSettings(_Section):
     min_variance: float = Field(default=1e-3, gt=0, description="floor of a learned variance")
 
 
+# a share of the training rows (under half of them), or "auto": a rule chosen per table
+ShareOrAuto = Annotated[float, Field(ge=0, lt=0.5)] | Literal["auto"]
+
+
 class TrainingSettings(_Section):
     max_epochs: int = Field(default=100, ge=1)
     batch_size: int = Field(default=256, ge=1)
@@ -93,14 +97,14 @@ class TrainingSettings(_Section):
         description="weight of the KL term in the loss; auto: 0.5 for a table whose model "
         "columns are all categorical, else 0.1",
     )
-    trim_fraction: Annotated[float, Field(ge=0, lt=0.5)] | Literal["auto"] = Field(
+    trim_fraction: ShareOrAuto = Field(
         default="auto",
         description="share of the training rows the model scores highest halfway through "
         "training, dropped for the second half (0: none; e.g. the expected anomaly share); "
         "auto: the rows whose score is far out (beyond Q3 + 3 IQR of the training rows' "
         "scores), 10% at most",
     )
-    downweight_fraction: Annotated[float, Field(ge=0, lt=0.5)] | Literal["auto"] = Field(
+    downweight_fraction: ShareOrAuto = Field(
         default="auto",
         description="share of each batch's rows with the highest loss whose pull on the model "
         "is bounded (weight (cut - median) / (loss - median)), from downweight_epoch on: "
@@ -165,11 +169,13 @@ class ThresholdSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    score: Literal["auto", "log_max", "elbo", "max", "standardized", "sum"] = Field(
+    score: Literal["auto", "log_max", "elbo", "tail_max", "max", "standardized", "sum"] = Field(
         default="auto",
-        description="auto: elbo for a table whose model columns are all categorical, else "
+        description="auto: tail_max for a table whose model columns are all categorical, else "
         "log_max; log_max: max(z(log recon), kl_weight * z(log KL)); elbo: the negative "
-        "ELBO, recon / 2 + kl_weight * KL, categorical columns by their likelihood; max: "
+        "ELBO, recon / 2 + kl_weight * KL, categorical columns by their likelihood; tail_max: "
+        "the larger tail surprise (against the training records) of the negative ELBO and of "
+        "Pearson's chi-square of the categorical columns; max: "
         "max(z(recon), kl_weight * z(KL)); standardized: z(recon) + kl_weight * z(KL); z with "
         "training-record statistics; sum: raw recon + KL",
     )

@@ -38,6 +38,7 @@ from pipeline.scoring import (
     ScoreResult,
     ScoreStats,
     output_frame,
+    tail_views,
 )
 from pipeline.threshold import fit_threshold, reference_quantiles, score_percentile
 from pipeline.training_setup import resolved_settings, train_config, vae_config
@@ -87,6 +88,11 @@ class AnomalyDetector:
             )
         schema = infer_schema(frame, s.data)
         s = self.settings = resolved_settings(s, schema)
+        if s.scoring.score == "tail_max" and not schema.categorical_columns:
+            raise ValueError(
+                "scoring.score=tail_max compares the categorical columns' chi-square with the "
+                "negative ELBO, and this table has no categorical column; use log_max or elbo"
+            )
         clean = clean_training_frame(frame, schema)
         order = np.random.default_rng(s.training.seed).permutation(len(clean))
         n_val = max(1, round(s.training.validation_fraction * len(clean)))
@@ -112,9 +118,14 @@ class AnomalyDetector:
         window = s.scoring.batch_rows  # the windows of scoring: the same numbers for a row
         blocks = self._likelihood_blocks()
         train_terms = score_arrays(self.model_, x_train, window, categories=blocks)
-        self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl)
+        views: tuple[np.ndarray, ...] = ()
+        if s.scoring.score == "tail_max":
+            t = train_terms
+            assert t.pearson is not None  # categorical columns: checked above
+            views = tail_views(t.recon, t.kl, t.pearson, s.scoring.kl_weight)
+        self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl, views)
         val_terms = score_arrays(self.model_, x_val, window, categories=blocks)
-        val_scores = self._definition().combine(val_terms.recon, val_terms.kl)
+        val_scores = self._definition().combine(val_terms.recon, val_terms.kl, val_terms.pearson)
         self.threshold_ = fit_threshold(val_scores, s.threshold)
         self.reference_quantiles_ = reference_quantiles(val_scores)
         self.validation_scores_ = val_scores
@@ -135,9 +146,10 @@ class AnomalyDetector:
         return self
 
     def _likelihood_blocks(self) -> list[tuple[int, int]]:
-        """The one-hot blocks scored by their categorical likelihood: with the ``elbo`` score
-        (the negative ELBO is a likelihood bound); the other scores keep the squared error."""
-        if self.settings.scoring.score != "elbo":
+        """The one-hot blocks scored by their categorical likelihood: with the ``elbo`` and
+        ``tail_max`` scores (the negative ELBO is a likelihood bound); the other scores keep
+        the squared error."""
+        if self.settings.scoring.score not in ("elbo", "tail_max"):
             return []
         return self.preprocessor_.categorical_blocks()
 
@@ -174,6 +186,7 @@ class AnomalyDetector:
         step = aligned_window(options.batch_rows)
         n = len(frame)
         recon, kl = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
+        pearson = np.empty(n, dtype=np.float64) if self.likelihood_blocks_ else None
         for start, x in zip(
             range(0, n, step), self.preprocessor_.iter_transform(frame, step), strict=False
         ):
@@ -189,7 +202,9 @@ class AnomalyDetector:
             )
             recon[start : start + len(x)] = terms.recon
             kl[start : start + len(x)] = terms.kl
-        return self.score_definition_.combine(recon, kl), recon, kl
+            if pearson is not None:
+                pearson[start : start + len(x)] = terms.pearson
+        return self.score_definition_.combine(recon, kl, pearson), recon, kl
 
     def score(
         self,

@@ -239,7 +239,8 @@ class Explainer:
         """Per column, its share of the term that drives each row's score (rows sum to 1).
 
         Reconstruction-driven rows: the column's part of the reconstruction loss (the
-        precision-weighted squared error; the categorical likelihood with the ``elbo`` score).
+        precision-weighted squared error; the categorical likelihood with the ``elbo`` and
+        ``tail_max`` scores).
         KL-driven rows (the encoder followed an extreme value instead of failing to
         reconstruct it): how much the KL falls when the column alone is set to its training
         mean.
@@ -282,7 +283,9 @@ class Explainer:
             terms = score_arrays(
                 self.model, trial[: len(part)], REASON_WINDOW, categories=self.categories
             )
-            scores[start : start + len(part)] = self.score.reason_scale(terms.recon, terms.kl)
+            scores[start : start + len(part)] = self.score.reason_scale(
+                terms.recon, terms.kl, terms.pearson
+            )
         return scores
 
     def _counterfactual_falls(self, x: np.ndarray, driving: np.ndarray) -> Counterfactuals:

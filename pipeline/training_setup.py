@@ -38,9 +38,11 @@ def resolved_settings(settings: Settings, schema: TableSchema) -> Settings:
     """The settings with ``auto`` choices made for this table (what the saved model records).
 
     A table whose model columns are all categorical (discrete) is trained with a KL weight of
-    ``DISCRETE_BETA`` and scored by the negative ELBO, its columns by their categorical
-    likelihood (``-log p`` of the observed category, from the decoder's class probabilities);
-    other tables get ``beta`` 0.1 and the ``log_max`` score. Why: the Gaussian decoder's
+    ``DISCRETE_BETA`` and scored by ``tail_max``: the larger tail surprise of the negative
+    ELBO, its columns by their categorical likelihood (``-log p`` of the observed category,
+    from the decoder's class probabilities), and of Pearson's chi-square of the same
+    probabilities (``1/p - 1``: one very rare value; see :mod:`pipeline.scoring`); other
+    tables get ``beta`` 0.1 and the ``log_max`` score. Why: the Gaussian decoder's
     likelihood of 0/1 features is degenerate (their variance can shrink to its floor), so with
     a cheap latent code (``beta`` 0.1) a model learns every combination of categories in the
     code and reconstructs anomalies as well as normal rows (on the chess table it ranked them
@@ -63,7 +65,7 @@ def resolved_settings(settings: Settings, schema: TableSchema) -> Settings:
     downweight = training.downweight_fraction
     if downweight == "auto":
         downweight = DISCRETE_DOWNWEIGHT if discrete else 0.0
-    score = scoring.score if scoring.score != "auto" else ("elbo" if discrete else "log_max")
+    score = scoring.score if scoring.score != "auto" else ("tail_max" if discrete else "log_max")
     return settings.model_copy(
         update={
             "training": training.model_copy(
@@ -87,14 +89,17 @@ def train_config(settings: Settings) -> TrainConfig:
     """
     t = settings.training
     assert t.beta != "auto" and t.downweight_fraction != "auto", "resolve the settings first"
+    share, fence = (
+        (AUTO_TRIM_CAP, AUTO_TRIM_FENCE) if t.trim_fraction == "auto" else (t.trim_fraction, 0.0)
+    )
     return TrainConfig(
         max_epochs=t.max_epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         beta=t.beta,
-        trim_fraction=AUTO_TRIM_CAP if t.trim_fraction == "auto" else t.trim_fraction,
-        trim_fence=AUTO_TRIM_FENCE if t.trim_fraction == "auto" else 0.0,
+        trim_fraction=share,
+        trim_fence=fence,
         trim_epoch=max(2, t.max_epochs // 2),
         downweight_fraction=t.downweight_fraction,
         downweight_epoch=t.downweight_epoch,

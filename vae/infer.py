@@ -133,22 +133,15 @@ class PaddedVAE:
         self.not_in_block = torch.ones(self.width, device=self.device)
         self.not_in_block[self.block_columns] = 0.0
 
-    def feature_loss(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Per row and (padded) feature, the reconstruction loss, shape ``(rows, width)``.
+    def observed_probability(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        """Per row and one-hot block, the decoder's probability of the observed category,
+        shape ``(rows, n_blocks)``.
 
-        Numeric features: the squared error times the decoder's precision (twice the Gaussian
-        negative log-likelihood, up to a constant). One-hot blocks, when given: twice the
-        categorical negative log-likelihood of the observed category, ``-2 log p``, placed on
-        the block's first feature (0 on the others). ``p`` comes from the decoder's output,
-        which the MSE training makes an estimate of the class probabilities: each output
-        clipped to ``[CATEGORY_FLOOR, 1]``, one more class for the categories the encoding
-        does not keep (``1 - sum``, clipped alike), normalised to sum to 1. Unlike the squared
-        error of a one-hot block (at most 2), ``-log p`` keeps growing as the observed
-        category gets rarer.
+        The decoder's output is what the MSE training makes an estimate of the class
+        probabilities: each output clipped to ``[CATEGORY_FLOOR, 1]``, one more class for the
+        categories the encoding does not keep (``1 - sum``, clipped alike), normalised to sum
+        to 1.
         """
-        loss = (x - recon).pow(2) * self.precision
-        if not self.blocks:
-            return loss
         rows, n_blocks = x.shape[0], len(self.blocks)
 
         def per_block(values: torch.Tensor) -> torch.Tensor:
@@ -161,9 +154,28 @@ class PaddedVAE:
         other = (1.0 - per_block(output)).clamp(CATEGORY_FLOOR, 1.0)
         seen = per_block(observed) > 0.5
         chosen = torch.where(seen, per_block(clipped * observed), other)
-        surprise = -2.0 * torch.log(chosen / (per_block(clipped) + other))
+        return chosen / (per_block(clipped) + other)
+
+    def feature_loss(
+        self, x: torch.Tensor, recon: torch.Tensor, probability: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per row and (padded) feature, the reconstruction loss, shape ``(rows, width)``.
+
+        Numeric features: the squared error times the decoder's precision (twice the Gaussian
+        negative log-likelihood, up to a constant). One-hot blocks, when given: twice the
+        categorical negative log-likelihood of the observed category, ``-2 log p``, placed on
+        the block's first feature (0 on the others), ``p`` from
+        :meth:`observed_probability` (or ``probability``, its value when already computed).
+        Unlike the squared error of a one-hot block (at most 2), ``-log p`` keeps growing as
+        the observed category gets rarer.
+        """
+        loss = (x - recon).pow(2) * self.precision
+        if not self.blocks:
+            return loss
+        if probability is None:
+            probability = self.observed_probability(x, recon)
         loss = loss * self.not_in_block
-        loss[:, self.block_first] = surprise
+        loss[:, self.block_first] = -2.0 * torch.log(probability)
         return loss
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +209,9 @@ class PaddedVAE:
 class Scores:
     recon: np.ndarray  # (n,) squared error (times the decoder precision) summed over features
     kl: np.ndarray  # (n,)
+    # (n,) with one-hot blocks scored by their likelihood: Pearson's chi-square of the observed
+    # categories against the decoder's class probabilities, the sum over blocks of 1/p - 1
+    pearson: np.ndarray | None = None
 
 
 def _numpy(values: torch.Tensor, rows: int) -> np.ndarray:
@@ -214,16 +229,26 @@ def score_arrays(
     """Per-record reconstruction error and KL, in windows of ``window`` rows.
 
     The reconstruction error is :meth:`PaddedVAE.feature_loss` summed over the features
-    (``categories``: the one-hot blocks scored by the categorical likelihood).
-    Deterministic by default (the decoder is fed the latent mean): a row's numbers do not
-    depend on the other rows of ``x``. With ``mc_samples > 0`` the reconstruction error is
-    averaged over that many posterior samples, seeded once per call: a row's noise then
-    depends on its position in ``x``.
+    (``categories``: the one-hot blocks scored by the categorical likelihood; with them,
+    ``pearson`` holds each row's Pearson chi-square of those blocks, ``1/p - 1`` summed, ``p``
+    from :meth:`PaddedVAE.observed_probability`). Deterministic by default (the decoder is
+    fed the latent mean): a row's numbers do not depend on the other rows of ``x``. With
+    ``mc_samples > 0`` both are averaged over that many posterior samples, seeded once per
+    call: a row's noise then depends on its position in ``x``.
     """
     model.eval()
     net = PaddedVAE(model, categories)
     recon = np.empty(x.shape[0], dtype=np.float64)
     kl = np.empty(x.shape[0], dtype=np.float64)
+    pearson = np.empty(x.shape[0], dtype=np.float64) if net.blocks else None
+
+    def losses(batch: torch.Tensor, decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not net.blocks:
+            return net.feature_loss(batch, decoded).sum(1), batch.new_zeros(batch.shape[0])
+        probability = net.observed_probability(batch, decoded)
+        loss = net.feature_loss(batch, decoded, probability).sum(1)
+        return loss, (1.0 / probability - 1.0).sum(1)
+
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         if mc_samples > 0:
             torch.manual_seed(seed)  # inside fork_rng: the caller's random state is kept
@@ -231,15 +256,21 @@ def score_arrays(
             mu, logvar = net.encode(batch)
             if mc_samples > 0:
                 err = torch.zeros(batch.shape[0], device=batch.device)
+                chi = torch.zeros(batch.shape[0], device=batch.device)
                 for _ in range(mc_samples):
-                    sample = net.decode(VAE.reparameterize(mu, logvar))
-                    err += net.feature_loss(batch, sample).sum(1)
+                    decoded = net.decode(VAE.reparameterize(mu, logvar))
+                    sample_err, sample_chi = losses(batch, decoded)
+                    err += sample_err
+                    chi += sample_chi
                 err /= mc_samples
+                chi /= mc_samples
             else:
-                err = net.feature_loss(batch, net.decode(mu)).sum(1)
+                err, chi = losses(batch, net.decode(mu))
             recon[start:stop] = _numpy(err, stop - start)
             kl[start:stop] = _numpy(kl_divergence(mu, logvar), stop - start)
-    return Scores(recon=recon, kl=kl)
+            if pearson is not None:
+                pearson[start:stop] = _numpy(chi, stop - start)
+    return Scores(recon=recon, kl=kl, pearson=pearson)
 
 
 def kl_array(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.ndarray:

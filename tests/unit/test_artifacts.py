@@ -25,6 +25,18 @@ def test_save_load_round_trip_gives_identical_scores(fitted, frame, tmp_path):
     pd.testing.assert_frame_equal(loaded.score(frame).scored, fitted.score(frame).scored)
 
 
+def test_a_table_of_categories_scores_the_same_after_a_round_trip(tmp_path):
+    # the tail_max score's training statistics (two views' quantiles) are saved and read back
+    frame = mixed_frame(400)[["colour", "size"]]
+    detector = AnomalyDetector(quick_settings()).fit(frame)
+    assert detector.settings.scoring.score == "tail_max"
+    detector.save(tmp_path / "model")
+    loaded = AnomalyDetector.load(tmp_path / "model")
+    assert loaded.score_stats_.tails == detector.score_stats_.tails
+    np.testing.assert_array_equal(loaded.score_samples(frame), detector.score_samples(frame))
+    pd.testing.assert_frame_equal(loaded.score(frame).scored, detector.score(frame).scored)
+
+
 def test_no_pickle_on_disk(fitted, tmp_path):
     fitted.save(tmp_path / "model")
     names = sorted(p.name for p in (tmp_path / "model").iterdir())

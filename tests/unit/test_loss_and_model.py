@@ -13,7 +13,7 @@ from vae import (
     reconstruct,
     score_arrays,
 )
-from vae.infer import aligned_window
+from vae.infer import CATEGORY_FLOOR, aligned_window
 from vae.loss import ElboTerms, elbo_terms, influence_weights, kl_divergence, reconstruction_error
 from vae.train import cpu_threads
 
@@ -150,6 +150,36 @@ def test_a_rows_inference_does_not_depend_on_the_rows_passed_with_it():
     # a window that is not a whole number of kernel panels is rounded up to one
     assert aligned_window(1) == aligned_window(64) == 64 and aligned_window(100) == 128
     np.testing.assert_array_equal(score_arrays(model, x, window=100).recon, whole.recon)
+
+
+def test_pearsons_chi_square_of_categorical_blocks_is_per_row_and_from_the_class_probabilities():
+    # Given a model whose features 4..6 and 7..9 are one-hot blocks, when rows are scored
+    # alone or in blocks, then each row's Pearson chi-square is bit-identical, and it is the
+    # sum over blocks of 1/p - 1, p the decoder's clipped and normalised class probability
+    torch.manual_seed(3)
+    model = VAE(VAEConfig(n_features=10, hidden_dims=(32, 16), latent_dim=4)).eval()
+    rng = np.random.default_rng(0)
+    x = _correlated(120, seed=2)
+    blocks = [(4, 7), (7, 10)]
+    for a, b in blocks:
+        x[:, a:b] = np.eye(b - a, dtype=np.float32)[rng.integers(0, b - a, len(x))]
+    x[:5, 7:10] = 0.0  # a category the encoding does not keep
+    whole = score_arrays(model, x, categories=blocks)
+    for size in (1, 7, 100):
+        parts = [
+            score_arrays(model, x[i : i + size], categories=blocks) for i in range(0, 120, size)
+        ]
+        np.testing.assert_array_equal(np.concatenate([p.pearson for p in parts]), whole.pearson)
+    out = reconstruct(model, x)
+    expected = np.zeros(len(x))
+    for a, b in blocks:
+        p = np.clip(out[:, a:b], CATEGORY_FLOOR, 1.0)
+        other = np.clip(1.0 - out[:, a:b].sum(1), CATEGORY_FLOOR, 1.0)
+        seen = x[:, a:b].sum(1) > 0.5
+        chosen = np.where(seen, (p * x[:, a:b]).sum(1), other) / (p.sum(1) + other)
+        expected += 1.0 / chosen - 1.0
+    np.testing.assert_allclose(whole.pearson, expected, rtol=1e-4)
+    assert score_arrays(model, x).pearson is None  # no blocks, no chi-square
 
 
 def test_padded_inference_computes_what_the_model_computes():

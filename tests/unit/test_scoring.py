@@ -1,10 +1,14 @@
 """The score definition: what the anomaly score of a row is."""
 
+import math
+
 import numpy as np
 import pytest
 
 from pipeline.detector import AnomalyDetector
+from pipeline.scoring import TAIL_KNOTS, TailScale, tail_views
 from tests.conftest import mixed_frame, quick_settings
+from vae.infer import score_arrays
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +25,59 @@ def test_default_score_is_the_max_of_the_standardised_logs_of_the_terms(fitted, 
     assert fitted.settings.scoring.score == "log_max"
     # the statistics come from the training rows: their logs are centred there
     assert st.recon_eps > 0 and st.kl_eps > 0 and st.log_recon_std > 0
+
+
+def test_tail_surprise_is_minus_log_the_share_of_training_records_at_least_as_high():
+    # Given training scores 1..1000, when a value is scored, then its surprise is -log of the
+    # share of training records at or above it: the median about log 2, the highest log(n+1),
+    # and beyond it one more per standard deviation of the training logs (it keeps ranking)
+    train = np.arange(1.0, 1001.0)
+    scale = TailScale.fit(train)
+    assert scale.rows == 1000 and len(scale.knots) == 1000  # every record's score kept
+    assert len(TailScale.fit(np.arange(3.0 * TAIL_KNOTS)).knots) == TAIL_KNOTS + 1
+    one_std_beyond = (1000.0 + scale.eps) * math.exp(scale.std) - scale.eps  # on the log scale
+    got = scale.surprise(np.array([0.0, 500.0, 1000.0, one_std_beyond, np.nan]))
+    assert got[0] == 0.0
+    assert got[1] == pytest.approx(-math.log(1 - 500 / 1001), abs=2e-3)
+    assert got[2] == pytest.approx(math.log(1001))
+    assert got[3] == pytest.approx(math.log(1001) + 1.0, rel=1e-6)
+    assert np.isnan(got[4])
+    assert np.all(np.diff(scale.surprise(np.linspace(0.5, 2000.0, 500))) >= 0)
+
+
+def test_tail_surprise_puts_scores_of_different_tails_on_one_scale():
+    # a light-tailed and a heavy-tailed score: the record at the same training share gets the
+    # same surprise, so the larger of two surprises is "the rarer view"
+    rng = np.random.default_rng(0)
+    light, heavy = rng.normal(50.0, 1.0, 5000), rng.pareto(1.1, 5000) * 100.0
+    for values in (light, heavy):
+        scale = TailScale.fit(values)
+        at_99 = scale.surprise(np.quantile(values, [0.99]))[0]
+        assert at_99 == pytest.approx(-math.log(0.01), abs=0.05)
+    # a tie (many records with the same score, as on a table of few categories) counts at
+    # the share of records at or above it
+    tied = TailScale.fit(np.r_[np.full(900, 3.0), np.arange(4.0, 104.0)])
+    assert tied.surprise(np.array([3.0]))[0] == pytest.approx(-math.log(1 - 900 / 1001), abs=0.01)
+
+
+def test_tail_max_is_the_larger_tail_surprise_of_the_negative_elbo_and_pearsons_chi_square():
+    # Given a table of categorical columns (the default score there is tail_max), when rows
+    # are scored, then each score is the larger of the two views' tail surprises, computed
+    # from the saved training statistics
+    frame = mixed_frame(400)[["colour", "size"]]
+    detector = AnomalyDetector(quick_settings()).fit(frame)
+    assert detector.settings.scoring.score == "tail_max"
+    x = detector.preprocessor_.transform(frame)
+    terms = score_arrays(detector.model_, x, categories=detector.likelihood_blocks_)
+    assert terms.pearson is not None and np.all(terms.pearson >= 0)
+    elbo, chi = tail_views(terms.recon, terms.kl, terms.pearson, 1.0)
+    np.testing.assert_allclose(elbo, 0.5 * terms.recon + terms.kl)
+    scales = [TailScale(**t) for t in detector.score_stats_.tails]
+    expected = np.maximum(scales[0].surprise(elbo), scales[1].surprise(chi))
+    np.testing.assert_allclose(detector.score_samples(frame), expected, rtol=1e-12)
+
+
+def test_tail_max_needs_a_categorical_column():
+    numeric = mixed_frame(200)[["x", "y"]]
+    with pytest.raises(ValueError, match="no categorical column"):
+        AnomalyDetector(quick_settings(scoring={"score": "tail_max"})).fit(numeric)
