@@ -69,7 +69,10 @@ def metadata(detector: AnomalyDetector) -> dict[str, Any]:
         "vae_config": detector.vae_config_.to_dict(),
         "schema": detector.schema_.to_dict(),
         "threshold": detector.threshold_,
-        "score_stats": detector.score_stats_.__dict__,
+        # without an empty "tails" (only tail_max has them): earlier releases read the file
+        "score_stats": {
+            k: v for k, v in detector.score_stats_.__dict__.items() if k != "tails" or v
+        },
         "reference_quantiles": detector.reference_quantiles_.tolist(),
         "best_epoch": detector.best_epoch_,
         "n_train_rows": detector.n_train_rows_,

@@ -180,7 +180,13 @@ class ScoringSettings(_Section):
         "training-record statistics; sum: raw recon + KL",
     )
     kl_weight: float = Field(default=1.0, ge=0, description="weight of the standardised KL term")
-    mc_samples: int = Field(default=0, ge=0, description="0 = deterministic (latent mean)")
+    mc_samples: int = Field(
+        default=0,
+        ge=0,
+        description="0 = deterministic (latent mean); n > 0 averages the reconstruction over n "
+        "posterior samples. The score statistics and the threshold are fitted deterministically, "
+        "so sampled scores run higher (most with tail_max, whose chi-square averages 1/p)",
+    )
     batch_rows: int = Field(default=16384, ge=1, description="rows per inference batch")
     chunk_rows: int = Field(
         default=262_144,

@@ -154,9 +154,14 @@ def _clis(
         for args in calls
     ]
     done = []
-    for args, process in running:
-        out, err = process.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess([CLI, *args], process.returncode, out, err))
+    try:
+        for args, process in running:
+            out, err = process.communicate(timeout=300)
+            done.append(subprocess.CompletedProcess([CLI, *args], process.returncode, out, err))
+    finally:
+        for _, process in running:
+            if process.poll() is None:
+                process.kill()
     return done
 
 

@@ -29,7 +29,8 @@ def test_default_score_is_the_max_of_the_standardised_logs_of_the_terms(fitted, 
 
 def test_tail_surprise_is_minus_log_the_share_of_training_records_at_least_as_high():
     # Given training scores 1..1000, when a value is scored, then its surprise is -log of the
-    # share of training records at or above it: the median about log 2, the highest log(n+1),
+    # share of training records above it (itself counted once): the median about log 2, the
+    # highest log(n+1),
     # and beyond it one more per standard deviation of the training logs (it keeps ranking)
     train = np.arange(1.0, 1001.0)
     scale = TailScale.fit(train)
@@ -54,10 +55,12 @@ def test_tail_surprise_puts_scores_of_different_tails_on_one_scale():
         scale = TailScale.fit(values)
         at_99 = scale.surprise(np.quantile(values, [0.99]))[0]
         assert at_99 == pytest.approx(-math.log(0.01), abs=0.05)
-    # a tie (many records with the same score, as on a table of few categories) counts at
-    # the share of records at or above it
-    tied = TailScale.fit(np.r_[np.full(900, 3.0), np.arange(4.0, 104.0)])
-    assert tied.surprise(np.array([3.0]))[0] == pytest.approx(-math.log(1 - 900 / 1001), abs=0.01)
+    # a tie (many records with the same score, as on a table of few categories): the tied
+    # records do not count as higher, so repeated training rows do not mask their own value
+    tied = TailScale.fit(np.r_[np.arange(1.0, 901.0), np.full(100, 1000.0)])
+    below_tie, at_tie = tied.surprise(np.array([900.0, 1000.0]))
+    assert below_tie == pytest.approx(-math.log(1 - 900 / 1001), abs=0.01)  # 100 above it
+    assert at_tie == pytest.approx(math.log(1001))  # none above it
 
 
 def test_tail_max_is_the_larger_tail_surprise_of_the_negative_elbo_and_pearsons_chi_square():
@@ -70,9 +73,12 @@ def test_tail_max_is_the_larger_tail_surprise_of_the_negative_elbo_and_pearsons_
     x = detector.preprocessor_.transform(frame)
     terms = score_arrays(detector.model_, x, categories=detector.likelihood_blocks_)
     assert terms.pearson is not None and np.all(terms.pearson >= 0)
-    elbo, chi = tail_views(terms.recon, terms.kl, terms.pearson, 1.0)
-    np.testing.assert_allclose(elbo, 0.5 * terms.recon + terms.kl)
+    kl_weight = detector.settings.scoring.kl_weight
+    elbo, chi = tail_views(terms.recon, terms.kl, terms.pearson, kl_weight)
+    np.testing.assert_allclose(elbo, 0.5 * terms.recon + kl_weight * terms.kl)
     scales = [TailScale(**t) for t in detector.score_stats_.tails]
+    # fitted on the training part (the rows that were not held out)
+    assert scales[0].rows == scales[1].rows == detector.n_train_rows_
     expected = np.maximum(scales[0].surprise(elbo), scales[1].surprise(chi))
     np.testing.assert_allclose(detector.score_samples(frame), expected, rtol=1e-12)
 
