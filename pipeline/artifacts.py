@@ -15,6 +15,7 @@ device) is not taken from the saved settings: the caller passes it (``score(scor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +70,12 @@ def metadata(detector: AnomalyDetector) -> dict[str, Any]:
         "vae_config": detector.vae_config_.to_dict(),
         "schema": detector.schema_.to_dict(),
         "threshold": detector.threshold_,
-        # without an empty "tails" (only tail_max has them): earlier releases read the file
+        # without an empty "tails" or "precision" (only tail_max and scaled_elbo have them):
+        # earlier releases read the file
         "score_stats": {
-            k: v for k, v in detector.score_stats_.__dict__.items() if k != "tails" or v
+            k: v
+            for k, v in dataclasses.asdict(detector.score_stats_).items()
+            if k not in ("tails", "precision") or v
         },
         "reference_quantiles": detector.reference_quantiles_.tolist(),
         "best_epoch": detector.best_epoch_,

@@ -169,11 +169,15 @@ class ThresholdSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    score: Literal["auto", "log_max", "elbo", "tail_max", "max", "standardized", "sum"] = Field(
+    score: Literal[
+        "auto", "log_max", "elbo", "scaled_elbo", "tail_max", "max", "standardized", "sum"
+    ] = Field(
         default="auto",
-        description="auto: tail_max for a table whose model columns are all categorical, else "
-        "log_max; log_max: max(z(log recon), kl_weight * z(log KL)); elbo: the negative "
-        "ELBO, recon / 2 + kl_weight * KL, categorical columns by their likelihood; tail_max: "
+        description="auto: scaled_elbo for a table whose model columns are all categorical, "
+        "else log_max; log_max: max(z(log recon), kl_weight * z(log KL)); elbo: the negative "
+        "ELBO, recon / 2 + kl_weight * KL, categorical columns by their likelihood; "
+        "scaled_elbo: recon / 2 + kl_weight * KL, each encoded feature's squared error divided "
+        "by its training variance (a one-hot indicator's q(1 - q), floored at 0.001); tail_max: "
         "the larger tail surprise (against the training records) of the negative ELBO and of "
         "Pearson's chi-square of the categorical columns; max: "
         "max(z(recon), kl_weight * z(KL)); standardized: z(recon) + kl_weight * z(KL); z with "

@@ -38,6 +38,7 @@ from pipeline.scoring import (
     ScoreResult,
     ScoreStats,
     output_frame,
+    scaled_precision,
     tail_views,
 )
 from pipeline.threshold import fit_threshold, reference_quantiles, score_percentile
@@ -117,14 +118,17 @@ class AnomalyDetector:
 
         window = s.scoring.batch_rows  # the windows of scoring: the same numbers for a row
         blocks = self._likelihood_blocks()
-        train_terms = score_arrays(self.model_, x_train, window, categories=blocks)
+        weights = scaled_precision(x_train) if s.scoring.score == "scaled_elbo" else None
+        train_terms = score_arrays(
+            self.model_, x_train, window, categories=blocks, precision=weights
+        )
         views: tuple[np.ndarray, ...] = ()
         if s.scoring.score == "tail_max":
             t = train_terms
             assert t.pearson is not None  # categorical columns: checked above
             views = tail_views(t.recon, t.kl, t.pearson, s.scoring.kl_weight)
-        self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl, views)
-        val_terms = score_arrays(self.model_, x_val, window, categories=blocks)
+        self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl, views, weights)
+        val_terms = score_arrays(self.model_, x_val, window, categories=blocks, precision=weights)
         val_scores = self._definition().combine(val_terms.recon, val_terms.kl, val_terms.pearson)
         self.threshold_ = fit_threshold(val_scores, s.threshold)
         self.reference_quantiles_ = reference_quantiles(val_scores)
@@ -153,6 +157,11 @@ class AnomalyDetector:
             return []
         return self.preprocessor_.categorical_blocks()
 
+    def _score_precision(self) -> np.ndarray | None:
+        """The feature weights of ``scaled_elbo`` (None: the decoder's precision)."""
+        weights = self.score_stats_.precision
+        return np.asarray(weights, dtype=np.float64) if weights else None
+
     def _definition(self) -> ScoreDefinition:
         scoring = self.settings.scoring
         return ScoreDefinition(scoring.score, scoring.kl_weight, self.score_stats_)
@@ -161,6 +170,7 @@ class AnomalyDetector:
         """The score definition and the reasons, from the learned state (fit and load)."""
         self.score_definition_ = self._definition()
         self.likelihood_blocks_ = self._likelihood_blocks()
+        self.score_precision_ = self._score_precision()
         self.explainer_ = Explainer(
             self.model_,
             self.preprocessor_,
@@ -169,6 +179,7 @@ class AnomalyDetector:
             self.reference_frame_,
             self.settings.scoring.batch_rows,
             self.likelihood_blocks_,
+            self.score_precision_,
         )
 
     # -- scoring ------------------------------------------------------------------------
@@ -199,6 +210,7 @@ class AnomalyDetector:
                 mc_samples=mc,
                 seed=self.settings.training.seed + start,
                 categories=self.likelihood_blocks_,
+                precision=self.score_precision_,
             )
             recon[start : start + len(x)] = terms.recon
             kl[start : start + len(x)] = terms.kl

@@ -99,9 +99,11 @@ class Explainer:
         reference: pd.DataFrame,
         window: int,
         categories: Sequence[tuple[int, int]] = (),
+        precision: np.ndarray | None = None,
     ) -> None:
         self.model = model
         self.categories = list(categories)  # one-hot blocks scored by their likelihood
+        self.precision = precision  # the feature weights of scaled_elbo (None: the decoder's)
         self.preprocessor = preprocessor
         self.columns = schema.model_columns
         self.score = score
@@ -239,16 +241,18 @@ class Explainer:
         """Per column, its share of the term that drives each row's score (rows sum to 1).
 
         Reconstruction-driven rows: the column's part of the reconstruction loss (the
-        precision-weighted squared error; the categorical likelihood with the ``elbo`` and
-        ``tail_max`` scores).
+        precision-weighted squared error, the precision ``scaled_elbo``'s feature weights with
+        that score; the categorical likelihood with the ``elbo`` and ``tail_max`` scores).
         KL-driven rows (the encoder followed an extreme value instead of failing to
         reconstruct it): how much the KL falls when the column alone is set to its training
         mean.
         """
-        losses = feature_errors(self.model, x, REASON_WINDOW, self.categories)
+        losses = feature_errors(self.model, x, REASON_WINDOW, self.categories, self.precision)
         per_column = _column_sums(losses, self.group)
         if terms is None:
-            computed = score_arrays(self.model, x, self.window, categories=self.categories)
+            computed = score_arrays(
+                self.model, x, self.window, categories=self.categories, precision=self.precision
+            )
             terms = (computed.recon, computed.kl)
         kl_driven = self.score.kl_driven(*terms)
         if kl_driven.any():
@@ -281,7 +285,11 @@ class Explainer:
                 tried = changes[start : start + REASON_WINDOW]
                 np.copyto(trial[: len(part)], self.values[tried], where=self.mask[tried])
             terms = score_arrays(
-                self.model, trial[: len(part)], REASON_WINDOW, categories=self.categories
+                self.model,
+                trial[: len(part)],
+                REASON_WINDOW,
+                categories=self.categories,
+                precision=self.precision,
             )
             scores[start : start + len(part)] = self.score.reason_scale(
                 terms.recon, terms.kl, terms.pearson

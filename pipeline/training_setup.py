@@ -38,18 +38,23 @@ def resolved_settings(settings: Settings, schema: TableSchema) -> Settings:
     """The settings with ``auto`` choices made for this table (what the saved model records).
 
     A table whose model columns are all categorical (discrete) is trained with a KL weight of
-    ``DISCRETE_BETA`` and scored by ``tail_max``: the larger tail surprise of the negative
-    ELBO, its columns by their categorical likelihood (``-log p`` of the observed category,
-    from the decoder's class probabilities), and of Pearson's chi-square of the same
-    probabilities (``1/p - 1``: one very rare value; see :mod:`pipeline.scoring`); other
-    tables get ``beta`` 0.1 and the ``log_max`` score. Why: the Gaussian decoder's
-    likelihood of 0/1 features is degenerate (their variance can shrink to its floor), so with
-    a cheap latent code (``beta`` 0.1) a model learns every combination of categories in the
-    code and reconstructs anomalies as well as normal rows (on the chess table it ranked them
-    below random); at the ELBO's own weight (1) the code collapses to the prior for most of
-    training and the model reads each column alone (blind to a rare combination of common
-    values). The squared error of a one-hot block is at most 2 however rare the category; its
-    likelihood keeps growing. Measured in benchmarks/RESULTS.md ("Categorical tables").
+    ``DISCRETE_BETA`` and scored by ``scaled_elbo``: the negative MSE ELBO with each encoded
+    feature's squared error in units of its training variance (a one-hot indicator of a
+    category of training share ``q``: ``q (1 - q)``, floored at 0.001), as the numeric columns'
+    errors are in units of their standard deviation; other tables get ``beta`` 0.1 and the
+    ``log_max`` score. Why the KL weight: the Gaussian decoder's likelihood of 0/1 features is
+    degenerate (their variance can shrink to its floor), so with a cheap latent code (``beta``
+    0.1) a model learns every combination of categories in the code and reconstructs anomalies
+    as well as normal rows (on the chess table it ranked them below random); at the ELBO's own
+    weight (1) the code collapses to the prior for most of training and the model reads each
+    column alone (blind to a rare combination of common values). Why the score: the plain
+    squared error of a one-hot block is at most 2 however rare the category; in units of the
+    indicator's variance, missing a category of share ``q`` costs about ``1 / q``, so one very
+    rare value counts (w7a, 300 binary columns), and a combination of common values the
+    decoder does not expect still costs its squared errors. The decoder's learned variances are
+    not used for the score: they shrink with the fit, so they would weigh the features the
+    model already reconstructs best. Measured in benchmarks/RESULTS.md ("Categorical tables",
+    eighth round).
 
     Such a table also bounds the influence of each batch's worst-fitted 10% of rows
     (``DISCRETE_DOWNWEIGHT``, :func:`vae.loss.influence_weights`): its rare combinations of
@@ -65,7 +70,7 @@ def resolved_settings(settings: Settings, schema: TableSchema) -> Settings:
     downweight = training.downweight_fraction
     if downweight == "auto":
         downweight = DISCRETE_DOWNWEIGHT if discrete else 0.0
-    score = scoring.score if scoring.score != "auto" else ("tail_max" if discrete else "log_max")
+    score = scoring.score if scoring.score != "auto" else ("scaled_elbo" if discrete else "log_max")
     return settings.model_copy(
         update={
             "training": training.model_copy(

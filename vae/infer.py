@@ -99,14 +99,17 @@ def _run(steps: list[Step], h: torch.Tensor) -> torch.Tensor:
 class PaddedVAE:
     """A fitted :class:`VAE`'s inference passes on zero-padded widths (see the module notes).
 
-    Built from the model's current weights (cheap: a copy of a few small matrices).
+    Built from the model's current weights (cheap: a copy of a few small matrices);
+    ``precision`` (per feature) replaces the decoder's in :meth:`feature_loss`.
     ``encode`` / ``decode`` take and give padded tensors, ``(rows, padded width)`` with the
     real units first; the padding columns of an input must be 0, and those of every output
     are 0. It mirrors ``VAE.encode`` (latent mean, clamped log-variance) and ``VAE.decode``;
     a test checks that both agree to float32 rounding.
     """
 
-    def __init__(self, model: VAE, categories: Blocks = ()) -> None:
+    def __init__(
+        self, model: VAE, categories: Blocks = (), precision: np.ndarray | None = None
+    ) -> None:
         self.n_features = model.config.n_features
         self.width = _round_up(self.n_features, LANE)
         with torch.no_grad():
@@ -116,7 +119,10 @@ class PaddedVAE:
             self.decoder, hidden = _padded_stack(model.decoder, self.fc_mu[0].shape[0])
             self.fc_out = _padded_linear(model.fc_out, hidden)
             self.precision = self.fc_out[1].new_zeros(self.width)
-            self.precision[: self.n_features] = model.feature_precision()
+            if precision is None:
+                self.precision[: self.n_features] = model.feature_precision()
+            else:  # the weights of a scaled score (see ``score_arrays``)
+                self.precision[: self.n_features] = torch.as_tensor(precision)
         self.device = model.fc_out.weight.device
         self._categorical_blocks(categories)
 
@@ -207,7 +213,9 @@ class PaddedVAE:
 
 @dataclass
 class Scores:
-    recon: np.ndarray  # (n,) squared error (times the decoder precision) summed over features
+    # (n,) squared error times the decoder's precision (or the ``precision`` given), summed
+    # over the features
+    recon: np.ndarray
     kl: np.ndarray  # (n,)
     # (n,) with one-hot blocks scored by their likelihood: Pearson's chi-square of the observed
     # categories against the decoder's class probabilities, the sum over blocks of 1/p - 1
@@ -225,26 +233,30 @@ def score_arrays(
     mc_samples: int = 0,
     seed: int = 0,
     categories: Blocks = (),
+    precision: np.ndarray | None = None,
 ) -> Scores:
     """Per-record reconstruction error and KL, in windows of ``window`` rows.
 
     The reconstruction error is :meth:`PaddedVAE.feature_loss` summed over the features
     (``categories``: the one-hot blocks scored by the categorical likelihood; with them,
     ``pearson`` holds each row's Pearson chi-square of those blocks, ``1/p - 1`` summed, ``p``
-    from :meth:`PaddedVAE.observed_probability`). Deterministic by default (the decoder is
+    from :meth:`PaddedVAE.observed_probability`). ``precision``: the weight of each feature's
+    squared error, in place of the decoder's precision. Deterministic by default (the decoder is
     fed the latent mean): a row's numbers do not depend on the other rows of ``x``. With
     ``mc_samples > 0`` both are averaged over that many posterior samples, seeded once per
     call: a row's noise then depends on its position in ``x``.
     """
     model.eval()
-    net = PaddedVAE(model, categories)
+    net = PaddedVAE(model, categories, precision)
     recon = np.empty(x.shape[0], dtype=np.float64)
     kl = np.empty(x.shape[0], dtype=np.float64)
     pearson = np.empty(x.shape[0], dtype=np.float64) if net.blocks else None
 
-    def losses(batch: torch.Tensor, decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def losses(
+        batch: torch.Tensor, decoded: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not net.blocks:
-            return net.feature_loss(batch, decoded).sum(1), batch.new_zeros(batch.shape[0])
+            return net.feature_loss(batch, decoded).sum(1), None
         probability = net.observed_probability(batch, decoded)
         loss = net.feature_loss(batch, decoded, probability).sum(1)
         return loss, (1.0 / probability - 1.0).sum(1)
@@ -254,21 +266,25 @@ def score_arrays(
             torch.manual_seed(seed)  # inside fork_rng: the caller's random state is kept
         for start, stop, batch in net.windows(x, window):
             mu, logvar = net.encode(batch)
+            chi: torch.Tensor | None
             if mc_samples > 0:
                 err = torch.zeros(batch.shape[0], device=batch.device)
-                chi = torch.zeros(batch.shape[0], device=batch.device)
+                chi = torch.zeros_like(err) if net.blocks else None
                 for _ in range(mc_samples):
                     decoded = net.decode(VAE.reparameterize(mu, logvar))
                     sample_err, sample_chi = losses(batch, decoded)
                     err += sample_err
-                    chi += sample_chi
+                    if chi is not None and sample_chi is not None:
+                        chi += sample_chi
                 err /= mc_samples
-                chi /= mc_samples
+                if chi is not None:
+                    chi /= mc_samples
             else:
                 err, chi = losses(batch, net.decode(mu))
             recon[start:stop] = _numpy(err, stop - start)
             kl[start:stop] = _numpy(kl_divergence(mu, logvar), stop - start)
             if pearson is not None:
+                assert chi is not None  # computed with the blocks
                 pearson[start:stop] = _numpy(chi, stop - start)
     return Scores(recon=recon, kl=kl, pearson=pearson)
 
@@ -309,12 +325,16 @@ def latent_means(model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW) -> np.
 
 
 def feature_errors(
-    model: VAE, x: np.ndarray, window: int = DEFAULT_WINDOW, categories: Blocks = ()
+    model: VAE,
+    x: np.ndarray,
+    window: int = DEFAULT_WINDOW,
+    categories: Blocks = (),
+    precision: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per row and feature, the reconstruction loss from the latent mean
     (:meth:`PaddedVAE.feature_loss`): shape ``(n, n_features)``; rows sum to ``recon``."""
     model.eval()
-    net = PaddedVAE(model, categories)
+    net = PaddedVAE(model, categories, precision)
     out = np.empty(x.shape, dtype=np.float64)
     with torch.inference_mode():
         for start, stop, batch in net.windows(x, window):

@@ -7,6 +7,7 @@ from pipeline.detector import AnomalyDetector, NotFittedError
 from pipeline.schema import SchemaError
 from pipeline.scoring import SCORE_COLUMNS
 from tests.conftest import mixed_frame, quick_settings
+from vae.infer import score_arrays
 
 
 @pytest.fixture(scope="module")
@@ -168,21 +169,25 @@ def _linked_categories(n: int, seed: int, broken: int) -> tuple[pd.DataFrame, np
 
 def test_default_on_a_table_of_categories_finds_a_rare_combination():
     # every model column categorical: the default trains with a KL weight of 0.5 and scores
-    # by tail_max, whose first view is the negative ELBO with the categorical likelihood; the
-    # rows whose size does not go with their colour (1% of training, 5% of the batch) rank
-    # first, although each of their values is common (a per-column frequency score cannot see
-    # them)
+    # by scaled_elbo (squared errors in units of each indicator's training variance, plus KL);
+    # the rows whose size does not go with their colour (1% of training, 5% of the batch)
+    # rank first, although each of their values is common (a per-column frequency score
+    # cannot see them)
     train, _ = _linked_categories(1000, seed=1, broken=10)
     batch, labels = _linked_categories(400, seed=2, broken=20)
     detector = AnomalyDetector(quick_settings(training={"max_epochs": 100, "patience": 8})).fit(
         train
     )
-    assert (detector.settings.training.beta, detector.settings.scoring.score) == (0.5, "tail_max")
+    assert (detector.settings.training.beta, detector.settings.scoring.score) == (
+        0.5,
+        "scaled_elbo",
+    )
     assert detector.settings.training.downweight_fraction == 0.1  # bounded influence
     scores = detector.score_samples(batch)
-    # measured 0.935 (model seeds 43 and 44: 0.883 and 0.922); with the negative ELBO alone
-    # 0.946 (every row at full weight: 0.939; beta 1: 0.68, its latent code collapses; beta
-    # 0.1 and log_max: 0.93)
+    # measured 0.936 (model seeds 43 and 44: 0.945 and 0.934); with the negative ELBO and
+    # the categorical likelihood 0.946 (0.891, 0.932); tail_max 0.935 (0.883, 0.922); earlier
+    # measures with that ELBO: every row at full weight 0.939, beta 1 0.68 (its latent code
+    # collapses), beta 0.1 and log_max 0.93
     assert roc_auc_score(labels, scores) >= 0.9
 
 
@@ -203,21 +208,23 @@ def _sparse_features(n: int, seed: int, rare_rows: int) -> tuple[pd.DataFrame, n
 def test_default_on_a_table_of_categories_finds_a_row_with_one_rare_value():
     # Given a table of many yes/no features whose anomalies each hold one feature that normal
     # rows almost never hold (0.2% of the training rows; 5% of the batch), when the default
-    # scores the batch, then those rows rank high although the negative ELBO alone ranks
-    # them among normal rows that hold many ordinary features (a sum of moderate surprises
-    # outweighs one large one): the default's Pearson view grows like 1/p
+    # scores the batch, then those rows rank high although the negative ELBO with the
+    # categorical likelihood ranks them among normal rows that hold many ordinary features (a
+    # sum of moderate surprises outweighs one large one): in units of the indicator's
+    # variance, the rare feature's squared error grows like 1 / its share
     train, _ = _sparse_features(2000, seed=1, rare_rows=4)
     batch, labels = _sparse_features(400, seed=2, rare_rows=20)
     detector = AnomalyDetector(quick_settings(training={"max_epochs": 100, "patience": 8}))
     detector.fit(train)
-    assert detector.settings.scoring.score == "tail_max"
-    scored = detector.score(batch).scored
-    with_tail = roc_auc_score(labels, scored["anomaly_score"])
-    # the negative ELBO of the same model (scoring.score=elbo)
-    with_elbo = roc_auc_score(labels, scored["recon_error"] / 2 + scored["kl"])
-    # measured 0.949 and 0.816 (model seeds 43 and 44: 0.904 / 0.823 and 0.943 / 0.789)
-    assert with_tail >= 0.9
-    assert with_tail >= with_elbo + 0.05
+    assert detector.settings.scoring.score == "scaled_elbo"
+    with_default = roc_auc_score(labels, detector.score_samples(batch))
+    # the negative ELBO of the same model, its columns by their likelihood (scoring.score=elbo)
+    x = detector.preprocessor_.transform(batch)
+    terms = score_arrays(detector.model_, x, categories=detector.preprocessor_.categorical_blocks())
+    with_elbo = roc_auc_score(labels, terms.recon / 2 + terms.kl)
+    # measured 1.0 and 0.816 (model seeds 43 and 44: 1.0 / 0.823 and 1.0 / 0.789)
+    assert with_default >= 0.9
+    assert with_default >= with_elbo + 0.05
 
 
 def test_default_ranks_a_cluster_of_anomalies_in_the_training_data_first():

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from pipeline.detector import AnomalyDetector
-from pipeline.scoring import TAIL_KNOTS, TailScale, tail_views
+from pipeline.scoring import (
+    TAIL_KNOTS,
+    VARIANCE_FLOOR,
+    TailScale,
+    scaled_precision,
+    tail_views,
+)
 from tests.conftest import mixed_frame, quick_settings
-from vae.infer import score_arrays
+from vae.infer import kl_array, reconstruct, score_arrays
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +69,55 @@ def test_tail_surprise_puts_scores_of_different_tails_on_one_scale():
     assert at_tie == pytest.approx(math.log(1001))  # none above it
 
 
-def test_tail_max_is_the_larger_tail_surprise_of_the_negative_elbo_and_pearsons_chi_square():
-    # Given a table of categorical columns (the default score there is tail_max), when rows
-    # are scored, then each score is the larger of the two views' tail surprises, computed
-    # from the saved training statistics
+def test_default_on_a_table_of_categories_is_the_elbo_with_errors_in_units_of_training_variance():
+    # Given a table of categorical columns (the default score there is scaled_elbo), when rows
+    # are scored, then each score is recon / 2 + KL, recon the squared error of each one-hot
+    # indicator divided by its training variance q (1 - q) (q: the category's share of the
+    # training part), recomputed here by hand from the decoder's output
     frame = mixed_frame(400)[["colour", "size"]]
     detector = AnomalyDetector(quick_settings()).fit(frame)
+    assert detector.settings.scoring.score == "scaled_elbo"
+    assert detector.likelihood_blocks_ == []  # squared errors, not the categorical likelihood
+    x = detector.preprocessor_.transform(frame)
+    weights = np.asarray(detector.score_stats_.precision)
+    # one weight per encoded feature: q (1 - q) with q a share of the training part's rows
+    n = detector.n_train_rows_
+    assert len(weights) == x.shape[1]
+    share = (1 - np.sqrt(1 - 4 / weights)) / 2  # the root q < 1/2 of q (1 - q) = 1 / w
+    counts = np.minimum(share, 1 - share) * n
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)
+    assert np.all(weights <= 1 / VARIANCE_FLOOR)
+    recon = reconstruct(detector.model_, x)
+    kl = kl_array(detector.model_, x)
+    scaled = ((x - recon) ** 2 * weights).sum(axis=1)
+    out = detector.score(frame).scored
+    np.testing.assert_allclose(out["recon_error"], scaled, rtol=1e-4)
+    kl_weight = detector.settings.scoring.kl_weight
+    expected = 0.5 * out["recon_error"] + kl_weight * out["kl"]
+    np.testing.assert_allclose(out["anomaly_score"], expected, rtol=1e-12)
+    np.testing.assert_allclose(out["kl"], kl, rtol=1e-4)
+
+
+def test_scaled_precision_weighs_a_rare_category_by_about_one_over_its_share():
+    # an indicator in 1 of 50 rows: variance 0.02 * 0.98; in 1 of 5,000 rows: the floor;
+    # a standardised numeric feature: 1
+    x = np.zeros((5000, 3))
+    x[::50, 0] = 1.0
+    x[0, 1] = 1.0
+    x[:, 2] = np.random.default_rng(0).normal(size=5000)
+    x[:, 2] = (x[:, 2] - x[:, 2].mean()) / x[:, 2].std()
+    weights = scaled_precision(x)
+    assert weights[0] == pytest.approx(1 / (0.02 * 0.98))
+    assert weights[1] == pytest.approx(1 / VARIANCE_FLOOR)
+    assert weights[2] == pytest.approx(1.0)
+
+
+def test_tail_max_is_the_larger_tail_surprise_of_the_negative_elbo_and_pearsons_chi_square():
+    # Given a table of categorical columns scored by tail_max, when rows are scored, then each
+    # score is the larger of the two views' tail surprises, computed from the saved training
+    # statistics
+    frame = mixed_frame(400)[["colour", "size"]]
+    detector = AnomalyDetector(quick_settings(scoring={"score": "tail_max"})).fit(frame)
     assert detector.settings.scoring.score == "tail_max"
     x = detector.preprocessor_.transform(frame)
     terms = score_arrays(detector.model_, x, categories=detector.likelihood_blocks_)
@@ -76,7 +125,7 @@ def test_tail_max_is_the_larger_tail_surprise_of_the_negative_elbo_and_pearsons_
     kl_weight = detector.settings.scoring.kl_weight
     elbo, chi = tail_views(terms.recon, terms.kl, terms.pearson, kl_weight)
     np.testing.assert_allclose(elbo, 0.5 * terms.recon + kl_weight * terms.kl)
-    scales = [TailScale(**t) for t in detector.score_stats_.tails]
+    scales = detector.score_stats_.tails
     # fitted on the training part (the rows that were not held out)
     assert scales[0].rows == scales[1].rows == detector.n_train_rows_
     expected = np.maximum(scales[0].surprise(elbo), scales[1].surprise(chi))
