@@ -157,11 +157,6 @@ class AnomalyDetector:
             return []
         return self.preprocessor_.categorical_blocks()
 
-    def _score_precision(self) -> np.ndarray | None:
-        """The feature weights of ``scaled_elbo`` (None: the decoder's precision)."""
-        weights = self.score_stats_.precision
-        return np.asarray(weights, dtype=np.float64) if weights else None
-
     def _definition(self) -> ScoreDefinition:
         scoring = self.settings.scoring
         return ScoreDefinition(scoring.score, scoring.kl_weight, self.score_stats_)
@@ -170,7 +165,9 @@ class AnomalyDetector:
         """The score definition and the reasons, from the learned state (fit and load)."""
         self.score_definition_ = self._definition()
         self.likelihood_blocks_ = self._likelihood_blocks()
-        self.score_precision_ = self._score_precision()
+        self.score_precision_ = self.score_stats_.feature_weights(
+            self.settings.scoring.score, self.vae_config_.n_features
+        )
         self.explainer_ = Explainer(
             self.model_,
             self.preprocessor_,

@@ -47,6 +47,7 @@ from pipeline.promotion_history import actor, record_decision
 from pipeline.registry import ModelRef, RegistryError, load_detector, resolve_alias, version_ref
 from pipeline.scoring import ScoreResult
 from pipeline.threshold import share_above
+from vae.infer import score_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -217,12 +218,27 @@ def likelihood_bound(detector: AnomalyDetector, result: ScoreResult) -> np.ndarr
     standardised numeric features, so that two models whose encodings scale the same columns
     differently are compared in the columns' own units. The constant ``n log(2 pi) / 2`` of a
     Gaussian feature is left out (the same for two models of the same columns). Rows that
-    cannot be scored are left out."""
-    recon = result.scored["recon_error"].to_numpy(dtype=np.float64)
+    cannot be scored are left out.
+
+    A ``scaled_elbo`` model's ``recon_error`` weighs each feature by its training variance,
+    not by the decoder's likelihood: its bound is computed anew from the decoder, with the
+    categorical likelihood of its one-hot blocks, as for ``elbo`` and ``tail_max`` (the
+    other scores of tables of categories), so that models are compared on one bound whatever
+    their score."""
     kl = result.scored["kl"].to_numpy(dtype=np.float64)
+    blocks = detector.likelihood_blocks_
+    if detector.score_precision_ is None:
+        recon = result.scored["recon_error"].to_numpy(dtype=np.float64)
+    else:
+        if result.accepted is None:
+            raise ValueError("the likelihood bound of a scaled_elbo model needs its scored rows")
+        blocks = detector.preprocessor_.categorical_blocks()
+        x = detector.preprocessor_.transform(result.accepted)
+        window = detector.settings.scoring.batch_rows
+        recon = score_arrays(detector.model_, x, window, categories=blocks).recon
     precision = detector.model_.feature_precision().detach().cpu().numpy().astype(np.float64)
     gaussian = np.ones(precision.size, dtype=bool)
-    for start, end in detector.explainer_.categories:  # one-hot blocks scored by -2 log p
+    for start, end in blocks:  # one-hot blocks scored by -2 log p
         gaussian[start:end] = False
     log_variances = float(-np.log(precision[gaussian]).sum())
     log_scales = float(np.log(np.asarray(detector.preprocessor_.scales_, dtype=np.float64)).sum())

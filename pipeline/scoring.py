@@ -232,6 +232,15 @@ class ScoreStats:
             () if precision is None else tuple(float(w) for w in precision),
         )
 
+    def feature_weights(self, score: str, n_features: int) -> np.ndarray | None:
+        """The feature weights of ``scaled_elbo`` (None: the decoder's precision)."""
+        if score == "scaled_elbo" and len(self.precision) != n_features:
+            raise ValueError(
+                f"this model's score is scaled_elbo but it holds {len(self.precision)} feature "
+                f"weights for {n_features} features: the model file is damaged"
+            )
+        return np.asarray(self.precision, dtype=np.float64) if self.precision else None
+
     def log_scales(self) -> tuple[LogScale, LogScale]:
         if not math.isfinite(self.log_recon_mean):
             raise ValueError("this model has no log statistics: it cannot use score=log_max")

@@ -122,7 +122,9 @@ class PaddedVAE:
             if precision is None:
                 self.precision[: self.n_features] = model.feature_precision()
             else:  # the weights of a scaled score (see ``score_arrays``)
-                self.precision[: self.n_features] = torch.as_tensor(precision)
+                self.precision[: self.n_features] = torch.as_tensor(
+                    precision, dtype=self.precision.dtype, device=self.precision.device
+                )
         self.device = model.fc_out.weight.device
         self._categorical_blocks(categories)
 

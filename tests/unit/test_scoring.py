@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from pipeline.detector import AnomalyDetector
+from pipeline.promotion import reference_nll
 from pipeline.scoring import (
     TAIL_KNOTS,
     VARIANCE_FLOOR,
+    ScoreStats,
     TailScale,
     scaled_precision,
     tail_views,
@@ -136,3 +138,43 @@ def test_tail_max_needs_a_categorical_column():
     numeric = mixed_frame(200)[["x", "y"]]
     with pytest.raises(ValueError, match="no categorical column"):
         AnomalyDetector(quick_settings(scoring={"score": "tail_max"})).fit(numeric)
+
+
+def test_the_likelihood_bound_of_a_model_of_categories_does_not_depend_on_its_score():
+    # Given two models of the same table trained alike (the score does not change training),
+    # one scored by scaled_elbo (the default) and one by tail_max, when the promotion gate
+    # measures how likely the reference rows are, then both get the same bound: the
+    # categorical likelihood of the decoder, not scaled_elbo's variance-weighted errors
+    # (else an upgrade would compare a tail_max champion with another quantity)
+    frame = mixed_frame(400)[["colour", "size"]]
+    scaled = AnomalyDetector(quick_settings()).fit(frame)
+    tail = AnomalyDetector(quick_settings(scoring={"score": "tail_max"})).fit(frame)
+    assert scaled.settings.scoring.score == "scaled_elbo"
+    np.testing.assert_array_equal(
+        scaled.model_.fc_out.weight.detach().numpy(), tail.model_.fc_out.weight.detach().numpy()
+    )
+    bound = reference_nll(scaled, frame)
+    np.testing.assert_allclose(bound, reference_nll(tail, frame), rtol=1e-9)
+    # and it is the negative ELBO with the categorical likelihood, not the score's terms
+    out = scaled.score(frame).scored
+    assert not np.allclose(bound, out["recon_error"] / 2 + out["kl"])
+
+
+def test_reasons_of_a_scaled_elbo_model_measure_the_score_itself():
+    # the explainer scores its candidate changes with the same feature weights as the score:
+    # unchanged rows get back exactly their anomaly scores
+    frame = mixed_frame(400)[["colour", "size"]]
+    detector = AnomalyDetector(quick_settings()).fit(frame)
+    x = detector.preprocessor_.transform(frame)
+    again = detector.explainer_._window_scores(x, np.arange(len(x)))
+    np.testing.assert_allclose(again, detector.score_samples(frame), rtol=1e-5)
+
+
+def test_a_scaled_elbo_model_without_its_feature_weights_is_refused():
+    # the score statistics were fitted on the weighted errors: scoring with the decoder's
+    # precision instead would be silently wrong
+    stats = ScoreStats(1.0, 1.0, 1.0, 1.0, precision=(1.0, 2.0))
+    np.testing.assert_array_equal(stats.feature_weights("scaled_elbo", 2), [1.0, 2.0])
+    with pytest.raises(ValueError, match="2 feature weights for 3 features"):
+        stats.feature_weights("scaled_elbo", 3)
+    assert ScoreStats(1.0, 1.0, 1.0, 1.0).feature_weights("log_max", 3) is None
