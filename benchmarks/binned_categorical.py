@@ -65,13 +65,11 @@ def run_one(task: tuple[Path, str, int, str]) -> list[dict]:
     detector = AnomalyDetector(settings).fit(train)
     fit_s = time.perf_counter() - started
     assert detector.settings.scoring.score == "scaled_elbo"
-    blocks = detector.preprocessor_.categorical_blocks()
+    likelihood = detector.likelihood_loss()  # the negative ELBO's loss
     on_train = score_arrays(
-        detector.model_, detector.preprocessor_.transform(train), categories=blocks
+        detector.model_, detector.preprocessor_.transform(train), loss=likelihood
     )
-    on_test = score_arrays(
-        detector.model_, detector.preprocessor_.transform(test), categories=blocks
-    )
+    on_test = score_arrays(detector.model_, detector.preprocessor_.transform(test), loss=likelihood)
     assert on_train.pearson is not None and on_test.pearson is not None
     elbo_train, elbo_test = 0.5 * on_train.recon + on_train.kl, 0.5 * on_test.recon + on_test.kl
     tail_max = np.maximum(

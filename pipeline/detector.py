@@ -44,7 +44,7 @@ from pipeline.scoring import (
 from pipeline.threshold import fit_threshold, reference_quantiles, score_percentile
 from pipeline.training_setup import resolved_settings, train_config, vae_config
 from vae import EpochStats, fit_vae
-from vae.infer import aligned_window, score_arrays
+from vae.infer import FeatureLoss, aligned_window, score_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -117,18 +117,16 @@ class AnomalyDetector:
         self.device_ = result.device
 
         window = s.scoring.batch_rows  # the windows of scoring: the same numbers for a row
-        blocks = self._likelihood_blocks()
         weights = scaled_precision(x_train) if s.scoring.score == "scaled_elbo" else None
-        train_terms = score_arrays(
-            self.model_, x_train, window, categories=blocks, precision=weights
-        )
+        loss = self._feature_loss(weights)
+        train_terms = score_arrays(self.model_, x_train, window, loss=loss)
         views: tuple[np.ndarray, ...] = ()
         if s.scoring.score == "tail_max":
             t = train_terms
             assert t.pearson is not None  # categorical columns: checked above
             views = tail_views(t.recon, t.kl, t.pearson, s.scoring.kl_weight)
         self.score_stats_ = ScoreStats.of(train_terms.recon, train_terms.kl, views, weights)
-        val_terms = score_arrays(self.model_, x_val, window, categories=blocks, precision=weights)
+        val_terms = score_arrays(self.model_, x_val, window, loss=loss)
         val_scores = self._definition().combine(val_terms.recon, val_terms.kl, val_terms.pearson)
         self.threshold_ = fit_threshold(val_scores, s.threshold)
         self.reference_quantiles_ = reference_quantiles(val_scores)
@@ -149,13 +147,20 @@ class AnomalyDetector:
         )
         return self
 
-    def _likelihood_blocks(self) -> list[tuple[int, int]]:
-        """The one-hot blocks scored by their categorical likelihood: with the ``elbo`` and
-        ``tail_max`` scores (the negative ELBO is a likelihood bound); the other scores keep
-        the squared error."""
-        if self.settings.scoring.score not in ("elbo", "tail_max"):
-            return []
-        return self.preprocessor_.categorical_blocks()
+    def _feature_loss(self, weights: np.ndarray | None) -> FeatureLoss:
+        """How the score counts each feature's loss: the one-hot blocks by their categorical
+        likelihood with the ``elbo`` and ``tail_max`` scores (the negative ELBO is a likelihood
+        bound); else the squared error, weighted by ``scaled_elbo``'s ``weights``."""
+        likelihood = self.settings.scoring.score in ("elbo", "tail_max")
+        return FeatureLoss(self.preprocessor_.categorical_blocks() if likelihood else (), weights)
+
+    def likelihood_loss(self) -> FeatureLoss:
+        """The loss of the model's likelihood bound, the negative ELBO: the score's own when
+        that is a likelihood; for ``scaled_elbo`` (weights, not a likelihood) the decoder's
+        precision and every one-hot block's categorical likelihood."""
+        if self.feature_loss_.precision is None:
+            return self.feature_loss_
+        return FeatureLoss(self.preprocessor_.categorical_blocks())
 
     def _definition(self) -> ScoreDefinition:
         scoring = self.settings.scoring
@@ -164,9 +169,10 @@ class AnomalyDetector:
     def _build_explainer(self) -> None:
         """The score definition and the reasons, from the learned state (fit and load)."""
         self.score_definition_ = self._definition()
-        self.likelihood_blocks_ = self._likelihood_blocks()
-        self.score_precision_ = self.score_stats_.feature_weights(
-            self.settings.scoring.score, self.vae_config_.n_features
+        self.feature_loss_ = self._feature_loss(
+            self.score_stats_.feature_weights(
+                self.settings.scoring.score, self.vae_config_.n_features
+            )
         )
         self.explainer_ = Explainer(
             self.model_,
@@ -175,8 +181,7 @@ class AnomalyDetector:
             self.score_definition_,
             self.reference_frame_,
             self.settings.scoring.batch_rows,
-            self.likelihood_blocks_,
-            self.score_precision_,
+            self.feature_loss_,
         )
 
     # -- scoring ------------------------------------------------------------------------
@@ -194,7 +199,7 @@ class AnomalyDetector:
         step = aligned_window(options.batch_rows)
         n = len(frame)
         recon, kl = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
-        pearson = np.empty(n, dtype=np.float64) if self.likelihood_blocks_ else None
+        pearson = np.empty(n, dtype=np.float64) if self.feature_loss_.categories else None
         for start, x in zip(
             range(0, n, step), self.preprocessor_.iter_transform(frame, step), strict=False
         ):
@@ -206,8 +211,7 @@ class AnomalyDetector:
                 window=step,
                 mc_samples=mc,
                 seed=self.settings.training.seed + start,
-                categories=self.likelihood_blocks_,
-                precision=self.score_precision_,
+                loss=self.feature_loss_,
             )
             recon[start : start + len(x)] = terms.recon
             kl[start : start + len(x)] = terms.kl

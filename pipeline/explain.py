@@ -16,7 +16,6 @@ row's reasons do not depend on the rows explained with it.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,7 @@ from pipeline.reason_text import expected_text, non_increasing, value_text
 from pipeline.schema import TableSchema, check_scoring_frame
 from pipeline.scoring import ScoreDefinition
 from vae import VAE
-from vae.infer import feature_errors, kl_array, score_arrays
+from vae.infer import FeatureLoss, feature_errors, kl_array, score_arrays
 
 # numeric values tried per column, and how close two columns' score falls must be to count as
 # equally good explanations (then the driving term's shares order them)
@@ -98,12 +97,10 @@ class Explainer:
         score: ScoreDefinition,
         reference: pd.DataFrame,
         window: int,
-        categories: Sequence[tuple[int, int]] = (),
-        precision: np.ndarray | None = None,
+        loss: FeatureLoss = FeatureLoss(),
     ) -> None:
         self.model = model
-        self.categories = list(categories)  # one-hot blocks scored by their likelihood
-        self.precision = precision  # the feature weights of scaled_elbo (None: the decoder's)
+        self.loss = loss  # how the score counts each feature's loss
         self.preprocessor = preprocessor
         self.columns = schema.model_columns
         self.score = score
@@ -247,12 +244,10 @@ class Explainer:
         reconstruct it): how much the KL falls when the column alone is set to its training
         mean.
         """
-        losses = feature_errors(self.model, x, REASON_WINDOW, self.categories, self.precision)
+        losses = feature_errors(self.model, x, REASON_WINDOW, self.loss)
         per_column = _column_sums(losses, self.group)
         if terms is None:
-            computed = score_arrays(
-                self.model, x, self.window, categories=self.categories, precision=self.precision
-            )
+            computed = score_arrays(self.model, x, self.window, loss=self.loss)
             terms = (computed.recon, computed.kl)
         kl_driven = self.score.kl_driven(*terms)
         if kl_driven.any():
@@ -284,13 +279,7 @@ class Explainer:
             if changes is not None:
                 tried = changes[start : start + REASON_WINDOW]
                 np.copyto(trial[: len(part)], self.values[tried], where=self.mask[tried])
-            terms = score_arrays(
-                self.model,
-                trial[: len(part)],
-                REASON_WINDOW,
-                categories=self.categories,
-                precision=self.precision,
-            )
+            terms = score_arrays(self.model, trial[: len(part)], REASON_WINDOW, loss=self.loss)
             scores[start : start + len(part)] = self.score.reason_scale(
                 terms.recon, terms.kl, terms.pearson
             )

@@ -226,20 +226,17 @@ def likelihood_bound(detector: AnomalyDetector, result: ScoreResult) -> np.ndarr
     other scores of tables of categories), so that models are compared on one bound whatever
     their score."""
     kl = result.scored["kl"].to_numpy(dtype=np.float64)
-    blocks = detector.likelihood_blocks_
-    if detector.score_precision_ is None:
+    loss = detector.likelihood_loss()
+    if loss is detector.feature_loss_:
         recon = result.scored["recon_error"].to_numpy(dtype=np.float64)
     else:
         if result.accepted is None:
             raise ValueError("the likelihood bound of a scaled_elbo model needs its scored rows")
-        blocks = detector.preprocessor_.categorical_blocks()
         x = detector.preprocessor_.transform(result.accepted)
         window = detector.settings.scoring.batch_rows
-        recon = score_arrays(detector.model_, x, window, categories=blocks).recon
+        recon = score_arrays(detector.model_, x, window, loss=loss).recon
     precision = detector.model_.feature_precision().detach().cpu().numpy().astype(np.float64)
-    gaussian = np.ones(precision.size, dtype=bool)
-    for start, end in blocks:  # one-hot blocks scored by -2 log p
-        gaussian[start:end] = False
+    gaussian = loss.gaussian_features(precision.size)  # the rest: -2 log p of one-hot blocks
     log_variances = float(-np.log(precision[gaussian]).sum())
     log_scales = float(np.log(np.asarray(detector.preprocessor_.scales_, dtype=np.float64)).sum())
     return recon / 2 + log_variances / 2 + kl + log_scales

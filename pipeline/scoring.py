@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -156,15 +157,21 @@ class TailScale:
         knots = np.quantile(logged, np.linspace(0.0, 1.0, min(len(values), TAIL_KNOTS + 1)))
         return TailScale(scale.eps, tuple(float(k) for k in knots), scale.std, len(values))
 
-    def surprise(self, values: np.ndarray) -> np.ndarray:
+    @cached_property
+    def _distribution(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distribution function's points ``(log value, level)``, built once per scale: a
+        value tied with training records is measured against the records above it, so tied
+        knots keep the level of the last of them (see the class notes)."""
         knots = np.asarray(self.knots, dtype=np.float64)
         levels = np.linspace(0.0, 1.0, len(knots))
-        # a value tied with training records is measured against the records above it: the
-        # level of the last of them (see the class notes)
         last = np.r_[knots[1:] != knots[:-1], True]
+        return knots[last], levels[last]
+
+    def surprise(self, values: np.ndarray) -> np.ndarray:
+        knots, levels = self._distribution
         with np.errstate(invalid="ignore"):  # a NaN score stays NaN
             logged = np.log(values + self.eps)
-            below = np.interp(logged, knots[last], levels[last], left=0.0, right=1.0)
+            below = np.interp(logged, knots, levels, left=0.0, right=1.0)
             beyond = np.maximum(logged - knots[-1], 0.0) / max(self.std, 1e-6)
         return -np.log1p(-below * self.rows / (self.rows + 1)) + beyond
 
@@ -302,11 +309,13 @@ class ScoreDefinition:
             if pearson is None or len(self.stats.tails) != 2:
                 raise ValueError("score=tail_max needs the categorical columns' chi-square")
             views = tail_views(recon, kl, pearson, self.kl_weight)
-            scales = self.stats.tails
-            return np.maximum(*(scale.surprise(v) for scale, v in zip(scales, views, strict=True)))
+            tails = zip(self.stats.tails, views, strict=True)
+            return np.maximum(*(scale.surprise(view) for scale, view in tails))
         if self.kind == "sum":
             return recon + kl
-        if self.kind in ("elbo", "scaled_elbo"):  # recon: twice the negative log-likelihood
+        # recon: twice the negative log-likelihood (scaled_elbo: of Gaussians whose variances
+        # are the features' training variances)
+        if self.kind in ("elbo", "scaled_elbo"):
             return 0.5 * recon + self.kl_weight * kl
         z_recon, z_kl = self.standardized(recon, kl)
         if self.kind in ("max", "log_max"):

@@ -96,20 +96,38 @@ def _run(steps: list[Step], h: torch.Tensor) -> torch.Tensor:
     return h
 
 
+@dataclass(frozen=True, eq=False)
+class FeatureLoss:
+    """How each encoded feature's reconstruction loss is counted (:meth:`PaddedVAE.feature_loss`).
+
+    ``categories``: the one-hot blocks ``[start, stop)`` scored by their categorical
+    likelihood, ``-2 log p`` of the observed category; every other feature: its squared error
+    times ``precision`` (per feature), the decoder's learned precision when None.
+    """
+
+    categories: Blocks = ()
+    precision: np.ndarray | None = None
+
+    def gaussian_features(self, n_features: int) -> np.ndarray:
+        """Mask of the features scored by their squared error (outside ``categories``)."""
+        mask = np.ones(n_features, dtype=bool)
+        for start, stop in self.categories:
+            mask[start:stop] = False
+        return mask
+
+
 class PaddedVAE:
     """A fitted :class:`VAE`'s inference passes on zero-padded widths (see the module notes).
 
     Built from the model's current weights (cheap: a copy of a few small matrices);
-    ``precision`` (per feature) replaces the decoder's in :meth:`feature_loss`.
+    ``loss`` says how :meth:`feature_loss` counts each feature.
     ``encode`` / ``decode`` take and give padded tensors, ``(rows, padded width)`` with the
     real units first; the padding columns of an input must be 0, and those of every output
     are 0. It mirrors ``VAE.encode`` (latent mean, clamped log-variance) and ``VAE.decode``;
     a test checks that both agree to float32 rounding.
     """
 
-    def __init__(
-        self, model: VAE, categories: Blocks = (), precision: np.ndarray | None = None
-    ) -> None:
+    def __init__(self, model: VAE, loss: FeatureLoss = FeatureLoss()) -> None:
         self.n_features = model.config.n_features
         self.width = _round_up(self.n_features, LANE)
         with torch.no_grad():
@@ -119,14 +137,14 @@ class PaddedVAE:
             self.decoder, hidden = _padded_stack(model.decoder, self.fc_mu[0].shape[0])
             self.fc_out = _padded_linear(model.fc_out, hidden)
             self.precision = self.fc_out[1].new_zeros(self.width)
-            if precision is None:
+            if loss.precision is None:
                 self.precision[: self.n_features] = model.feature_precision()
-            else:  # the weights of a scaled score (see ``score_arrays``)
+            else:  # the weights of a scaled score
                 self.precision[: self.n_features] = torch.as_tensor(
-                    precision, dtype=self.precision.dtype, device=self.precision.device
+                    loss.precision, dtype=self.precision.dtype, device=self.precision.device
                 )
         self.device = model.fc_out.weight.device
-        self._categorical_blocks(categories)
+        self._categorical_blocks(loss.categories)
 
     def _categorical_blocks(self, categories: Blocks) -> None:
         """Index tensors of the one-hot blocks scored by the categorical likelihood."""
@@ -215,8 +233,7 @@ class PaddedVAE:
 
 @dataclass
 class Scores:
-    # (n,) squared error times the decoder's precision (or the ``precision`` given), summed
-    # over the features
+    # (n,) the reconstruction loss (:class:`FeatureLoss`), summed over the features
     recon: np.ndarray
     kl: np.ndarray  # (n,)
     # (n,) with one-hot blocks scored by their likelihood: Pearson's chi-square of the observed
@@ -234,22 +251,20 @@ def score_arrays(
     window: int = DEFAULT_WINDOW,
     mc_samples: int = 0,
     seed: int = 0,
-    categories: Blocks = (),
-    precision: np.ndarray | None = None,
+    loss: FeatureLoss = FeatureLoss(),
 ) -> Scores:
     """Per-record reconstruction error and KL, in windows of ``window`` rows.
 
-    The reconstruction error is :meth:`PaddedVAE.feature_loss` summed over the features
-    (``categories``: the one-hot blocks scored by the categorical likelihood; with them,
+    The reconstruction error is :meth:`PaddedVAE.feature_loss` summed over the features, each
+    counted as ``loss`` says (with one-hot blocks scored by the categorical likelihood,
     ``pearson`` holds each row's Pearson chi-square of those blocks, ``1/p - 1`` summed, ``p``
-    from :meth:`PaddedVAE.observed_probability`). ``precision``: the weight of each feature's
-    squared error, in place of the decoder's precision. Deterministic by default (the decoder is
+    from :meth:`PaddedVAE.observed_probability`). Deterministic by default (the decoder is
     fed the latent mean): a row's numbers do not depend on the other rows of ``x``. With
     ``mc_samples > 0`` both are averaged over that many posterior samples, seeded once per
     call: a row's noise then depends on its position in ``x``.
     """
     model.eval()
-    net = PaddedVAE(model, categories, precision)
+    net = PaddedVAE(model, loss)
     recon = np.empty(x.shape[0], dtype=np.float64)
     kl = np.empty(x.shape[0], dtype=np.float64)
     pearson = np.empty(x.shape[0], dtype=np.float64) if net.blocks else None
@@ -330,13 +345,12 @@ def feature_errors(
     model: VAE,
     x: np.ndarray,
     window: int = DEFAULT_WINDOW,
-    categories: Blocks = (),
-    precision: np.ndarray | None = None,
+    loss: FeatureLoss = FeatureLoss(),
 ) -> np.ndarray:
     """Per row and feature, the reconstruction loss from the latent mean
     (:meth:`PaddedVAE.feature_loss`): shape ``(n, n_features)``; rows sum to ``recon``."""
     model.eval()
-    net = PaddedVAE(model, categories, precision)
+    net = PaddedVAE(model, loss)
     out = np.empty(x.shape, dtype=np.float64)
     with torch.inference_mode():
         for start, stop, batch in net.windows(x, window):

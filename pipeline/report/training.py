@@ -81,12 +81,7 @@ def training_diagnostics(
     clean = clean_training_frame(reference, detector.schema_)
     x = detector.preprocessor_.transform(clean)
     # the loss as the score counts it (the categorical likelihood or scaled_elbo's weights)
-    errors = feature_errors(
-        detector.model_,
-        x,
-        categories=detector.likelihood_blocks_,
-        precision=detector.score_precision_,
-    )
+    errors = feature_errors(detector.model_, x, loss=detector.feature_loss_)
     sources = np.asarray(detector.preprocessor_.feature_sources)
     column_errors = {
         c: float(errors[:, sources == c].sum(axis=1).mean()) for c in detector.schema_.model_columns

@@ -13,7 +13,7 @@ from vae import (
     reconstruct,
     score_arrays,
 )
-from vae.infer import CATEGORY_FLOOR, aligned_window
+from vae.infer import CATEGORY_FLOOR, FeatureLoss, aligned_window
 from vae.loss import ElboTerms, elbo_terms, influence_weights, kl_divergence, reconstruction_error
 from vae.train import cpu_threads
 
@@ -164,11 +164,10 @@ def test_pearsons_chi_square_of_categorical_blocks_is_per_row_and_from_the_class
     for a, b in blocks:
         x[:, a:b] = np.eye(b - a, dtype=np.float32)[rng.integers(0, b - a, len(x))]
     x[:5, 7:10] = 0.0  # a category the encoding does not keep
-    whole = score_arrays(model, x, categories=blocks)
+    loss = FeatureLoss(blocks)
+    whole = score_arrays(model, x, loss=loss)
     for size in (1, 7, 100):
-        parts = [
-            score_arrays(model, x[i : i + size], categories=blocks) for i in range(0, 120, size)
-        ]
+        parts = [score_arrays(model, x[i : i + size], loss=loss) for i in range(0, 120, size)]
         np.testing.assert_array_equal(np.concatenate([p.pearson for p in parts]), whole.pearson)
     out = reconstruct(model, x)
     expected = np.zeros(len(x))
@@ -281,3 +280,11 @@ def test_bounded_influence_keeps_planted_outliers_far_from_what_the_model_learns
 
     # every planted outlier is among the 20 worst-fitted rows with the weights, as without
     assert outlier_rank_share(0.1) >= outlier_rank_share(0.0) and outlier_rank_share(0.1) >= 0.95
+
+
+def test_feature_loss_marks_the_features_outside_its_one_hot_blocks_as_gaussian():
+    # Given a loss that scores two one-hot blocks by their likelihood, then exactly the other
+    # features are scored by their squared error
+    mask = FeatureLoss([(2, 4), (5, 8)]).gaussian_features(9)
+    assert mask.tolist() == [True, True, False, False, True, False, False, False, True]
+    assert FeatureLoss().gaussian_features(3).all()

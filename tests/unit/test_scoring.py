@@ -79,7 +79,7 @@ def test_default_on_a_table_of_categories_is_the_elbo_with_errors_in_units_of_tr
     frame = mixed_frame(400)[["colour", "size"]]
     detector = AnomalyDetector(quick_settings()).fit(frame)
     assert detector.settings.scoring.score == "scaled_elbo"
-    assert detector.likelihood_blocks_ == []  # squared errors, not the categorical likelihood
+    assert detector.feature_loss_.categories == ()  # squared errors, not the likelihood
     x = detector.preprocessor_.transform(frame)
     weights = np.asarray(detector.score_stats_.precision)
     # one weight per encoded feature: q (1 - q) with q a share of the training part's rows
@@ -125,7 +125,7 @@ def test_tail_max_is_the_larger_tail_surprise_of_the_negative_elbo_and_pearsons_
     detector = AnomalyDetector(quick_settings(scoring={"score": "tail_max"})).fit(frame)
     assert detector.settings.scoring.score == "tail_max"
     x = detector.preprocessor_.transform(frame)
-    terms = score_arrays(detector.model_, x, categories=detector.likelihood_blocks_)
+    terms = score_arrays(detector.model_, x, loss=detector.feature_loss_)
     assert terms.pearson is not None and np.all(terms.pearson >= 0)
     kl_weight = detector.settings.scoring.kl_weight
     elbo, chi = tail_views(terms.recon, terms.kl, terms.pearson, kl_weight)
