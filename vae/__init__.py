@@ -1,6 +1,6 @@
 """The variational autoencoder, in pure torch (no pandas, scikit-learn, MLflow or Prefect)."""
 
-from vae.infer import LogScale, Scores, kl_array, reconstruct, score_arrays
+from vae.infer import FeatureLoss, LogScale, Scores, kl_array, reconstruct, score_arrays
 from vae.loss import ElboTerms, elbo_terms, kl_divergence, reconstruction_error
 from vae.model import VAE, VAEConfig, default_architecture
 from vae.train import EpochStats, TrainConfig, TrainResult, fit_vae, pick_device
@@ -9,6 +9,7 @@ __all__ = [
     "VAE",
     "ElboTerms",
     "EpochStats",
+    "FeatureLoss",
     "LogScale",
     "Scores",
     "TrainConfig",

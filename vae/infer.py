@@ -108,6 +108,10 @@ class FeatureLoss:
     categories: Blocks = ()
     precision: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        blocks = tuple((int(a), int(b)) for a, b in self.categories)
+        object.__setattr__(self, "categories", blocks)  # a caller's list stays its own
+
     def gaussian_features(self, n_features: int) -> np.ndarray:
         """Mask of the features scored by their squared error (outside ``categories``)."""
         mask = np.ones(n_features, dtype=bool)

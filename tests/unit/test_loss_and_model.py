@@ -288,3 +288,11 @@ def test_feature_loss_marks_the_features_outside_its_one_hot_blocks_as_gaussian(
     mask = FeatureLoss([(2, 4), (5, 8)]).gaussian_features(9)
     assert mask.tolist() == [True, True, False, False, True, False, False, False, True]
     assert FeatureLoss().gaussian_features(3).all()
+
+
+def test_feature_loss_keeps_its_own_copy_of_the_blocks():
+    # Given a list of blocks, when the caller changes it afterwards, then the loss does not
+    blocks = [(0, 2)]
+    loss = FeatureLoss(blocks)
+    blocks.append((2, 4))
+    assert loss.categories == ((0, 2),)
