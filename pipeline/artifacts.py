@@ -40,6 +40,8 @@ WEIGHTS_FILE = "weights.pt"
 PREPROCESS_FILE = "preprocess.json"
 DETECTOR_FILE = "detector.json"
 REFERENCE_FILE = "reference.parquet"
+# every file a model needs: the checksum manifest must vouch for each of them
+MODEL_FILES = (WEIGHTS_FILE, PREPROCESS_FILE, DETECTOR_FILE, REFERENCE_FILE)
 
 
 @dataclass
@@ -115,7 +117,7 @@ def read(directory: str | Path, device: str | None = None) -> SavedDetector:
     CUDA when available).
     """
     directory = Path(directory)
-    verify_checksums(directory)
+    verify_checksums(directory, MODEL_FILES)
     meta = json.loads((directory / DETECTOR_FILE).read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(

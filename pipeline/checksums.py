@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 CHECKSUM_FILE = "checksums.json"
@@ -32,14 +33,29 @@ def write_checksums(directory: Path) -> dict[str, str]:
     return sums
 
 
-def verify_checksums(directory: Path) -> None:
-    """Raise :class:`ChecksumError` naming the first file that is missing or altered."""
+def verify_checksums(directory: Path, required: Iterable[str] = ()) -> None:
+    """Raise :class:`ChecksumError` naming the first file that is missing or altered, or a
+    ``required`` file that the manifest does not list (a manifest edited along with the files
+    it vouches for must not make them trusted)."""
     manifest = directory / CHECKSUM_FILE
     if not manifest.is_file():
         raise ChecksumError(
             f"{directory}: no {CHECKSUM_FILE}; refusing to load an unverified model"
         )
-    expected: dict[str, str] = json.loads(manifest.read_text())
+    try:
+        expected = json.loads(manifest.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChecksumError(f"{directory}: {CHECKSUM_FILE} is not a valid manifest") from exc
+    if not isinstance(expected, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in expected.items()
+    ):
+        raise ChecksumError(f"{directory}: {CHECKSUM_FILE} is not a valid manifest")
+    unlisted = sorted(set(required) - set(expected))
+    if unlisted:
+        raise ChecksumError(
+            f"{CHECKSUM_FILE} in {directory} does not list the model file(s) {unlisted}; "
+            "refusing to load an unverified model"
+        )
     for name, digest in sorted(expected.items()):
         path = directory / name
         if not path.is_file():

@@ -67,6 +67,27 @@ def test_altered_artifact_is_refused_naming_the_file(fitted, tmp_path):
         AnomalyDetector.load(path)
 
 
+@pytest.mark.parametrize("manifest", ["drop weights.pt", "empty", "not json"])
+def test_a_manifest_that_does_not_vouch_for_every_model_file_is_refused(fitted, tmp_path, manifest):
+    # an attacker who alters a file and removes its line from the manifest (or empties it)
+    # must not get the altered file loaded
+    path = fitted.save(tmp_path / "model")
+    sums = json.loads((path / "checksums.json").read_text())
+    weights = path / "weights.pt"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    text = {
+        "drop weights.pt": json.dumps({k: v for k, v in sums.items() if k != "weights.pt"}),
+        "empty": "{}",
+        "not json": "weights.pt: ok",
+    }[manifest]
+    (path / "checksums.json").write_text(text)
+    expected = r"not a valid manifest" if manifest == "not json" else r"does not list.*weights\.pt"
+    with pytest.raises(ChecksumError, match=expected):
+        AnomalyDetector.load(path)
+
+
 def test_a_loaded_model_keeps_what_defines_it_and_is_run_as_its_caller_says(tmp_path, monkeypatch):
     # what the score is comes from the model; how to run it comes from the caller's
     # arguments, never from the training settings nor from this machine's environment
