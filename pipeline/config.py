@@ -286,11 +286,18 @@ class TrackingSettings(_Section):
 
 
 _CREDENTIALS = re.compile(r"//[^/\s]*@")
+# a secret in a query string: ?password=..., &token=..., access_key=... (the value up to & or
+# whitespace; the parameter's name is kept so the message still says what was wrong)
+_SECRET_PARAMETERS = re.compile(
+    r"(?i)([?&;](?:[\w.-]*(?:password|passwd|pwd|secret|token|key|credential|signature|sig)"
+    r"[\w.-]*)=)[^&;\s'\"]*"
+)
 
 
 def redact(text: str) -> str:
-    """Remove ``user:password@`` (or a bare ``token@``) from every URL in ``text``."""
-    return _CREDENTIALS.sub("//***@", text)
+    """Remove ``user:password@`` (or a bare ``token@``) from every URL in ``text``, and the
+    values of query parameters that name a secret (``password=``, ``token=``, ``api_key=``)."""
+    return _SECRET_PARAMETERS.sub(r"\1***", _CREDENTIALS.sub("//***@", text))
 
 
 def default_tracking_uri(root: Path | None = None) -> str:

@@ -67,6 +67,15 @@ def test_an_integer_id_column_is_not_modeled():
         ("postgresql://u:p@ss@db/mlflow", "postgresql://***@db/mlflow"),
         ("see https://token@host/api failed", "see https://***@host/api failed"),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+        (
+            "postgresql://db.internal/mlflow?user=u&password=s3cr3t&sslmode=require",
+            "postgresql://db.internal/mlflow?user=u&password=***&sslmode=require",
+        ),
+        (
+            "cannot resolve at https://h/x?api_key=AbC123 (timeout)",
+            "cannot resolve at https://h/x?api_key=*** (timeout)",
+        ),
+        ("https://h/x?X-Amz-Signature=abc;Token=t", "https://h/x?X-Amz-Signature=***;Token=***"),
     ],
 )
 def test_redact_removes_credentials(text, expected):
