@@ -84,9 +84,10 @@ def resolved_settings(settings: Settings, schema: TableSchema) -> Settings:
 def train_config(settings: Settings) -> TrainConfig:
     """The optimiser's settings; ``trim_fraction`` "auto" trims the far-out training rows.
 
-    Halfway through training, the rows whose score (the ``log_max`` of :func:`vae.train.
-    _untrimmed`) lies beyond Tukey's far-out fence, ``Q3 + 3 IQR`` of the training rows'
-    scores, are dropped (``AUTO_TRIM_CAP`` of them at most): anomalies in the training data
+    Halfway through training (or earlier, when early stopping would end it before), the rows
+    whose score (the ``log_max`` of :func:`vae.train._untrimmed`) lies beyond Tukey's far-out
+    fence, ``Q3 + 3 IQR`` of the training rows' scores, are dropped (``AUTO_TRIM_CAP`` of them
+    at most): anomalies in the training data
     that the model has begun to learn (a cluster of them is learned like a mode) leave the
     fit, while a table without far-out rows keeps every row. Unlike a fixed share it adapts to
     the contamination; unlike loss-ranked weights it cannot turn against a rare mode of normal

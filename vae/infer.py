@@ -152,7 +152,7 @@ class PaddedVAE:
 
     def _categorical_blocks(self, categories: Blocks) -> None:
         """Index tensors of the one-hot blocks scored by the categorical likelihood."""
-        self.blocks = tuple((int(a), int(b)) for a, b in categories)
+        self.blocks = tuple(categories)  # int pairs already (FeatureLoss makes them so)
         if not self.blocks:
             return
         columns = np.concatenate([np.arange(a, b) for a, b in self.blocks])

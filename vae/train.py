@@ -36,7 +36,8 @@ class TrainConfig:
     device: str = "auto"
     feature_reduction: str = "sum"
     # at the start of epoch trim_epoch, drop the trim_fraction of training (and validation)
-    # rows that the model finds most anomalous so far, and train on the rest (0: no trimming)
+    # rows that the model finds most anomalous so far, and train on the rest (0: no trimming);
+    # an early stop due before trim_epoch trims at that point instead, and training goes on
     trim_fraction: float = 0.0
     trim_epoch: int = 0
     # with trim_fence k > 0, only the rows beyond the far-out fence Q3 + k * IQR of that score
@@ -174,10 +175,11 @@ def _fit(
     best_state: dict[str, torch.Tensor] = copy.deepcopy(model.state_dict())
     epochs_without_gain = 0
     downweighting = config.downweight_fraction > 0
+    trim_epoch = config.trim_epoch if config.trim_fraction > 0 else 0
     started = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
         t0 = time.perf_counter()
-        if config.trim_fraction > 0 and epoch == config.trim_epoch:
+        if epoch == trim_epoch:
             keep_train, cutoff = _untrimmed(
                 model, xt, config.trim_fraction, None, config.trim_fence
             )
@@ -249,6 +251,11 @@ def _fit(
         else:
             epochs_without_gain += 1
             if epochs_without_gain >= config.patience:
+                if epoch < trim_epoch:
+                    # stopping now would skip trimming: trim at the next epoch and go on (the
+                    # far-out rows a converged model still fits worst are the ones to drop)
+                    trim_epoch, epochs_without_gain = epoch + 1, 0
+                    continue
                 result.stopped_early = True
                 break
     model.load_state_dict(best_state)

@@ -249,6 +249,22 @@ def test_trimming_drops_the_most_anomalous_training_rows_and_keeps_the_rest():
     assert plain.trimmed_rows == 0 and plain.kept_rows is None
 
 
+def test_an_early_stop_before_the_trim_epoch_trims_first():
+    # patience runs out long before epoch 200: the run trims then, instead of ending untrimmed
+    rng = np.random.default_rng(0)
+    x = _correlated(400)
+    outliers = rng.choice(400, 20, replace=False)
+    x[outliers] += rng.choice([-6.0, 6.0], size=(20, 10))
+    cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2, decoder_variance="learned")
+    config = TrainConfig(
+        max_epochs=400, trim_fraction=0.05, trim_epoch=200, beta=0.1, patience=2, min_delta=0.05
+    )
+    result = fit_vae(x, x[:100], cfg, config)
+    assert result.stopped_early and len(result.history) < 200
+    assert result.trimmed_rows == 20
+    assert len(np.intersect1d(np.setdiff1d(np.arange(400), result.kept_rows), outliers)) >= 18
+
+
 def test_influence_weights_cap_each_rows_excess_over_the_median_at_the_cut():
     loss = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 50.0, 500.0])
     terms = ElboTerms(recon_per_feature=loss[:, None], recon=loss, kl=torch.zeros_like(loss))
