@@ -47,12 +47,16 @@ def _check_header(path: Path) -> list[str]:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), None)
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-export it as UTF-8"
-        ) from None
+        raise InputError(_not_utf8(path, exc)) from None
     if not header:
         raise InputError(f"{path}: the file is empty (no header line)")
     _check_delimiter(path, header)
+    unnamed = [i + 1 for i, name in enumerate(header) if not name.strip()]
+    if unnamed:
+        raise InputError(
+            f"{path}: column(s) {unnamed} have no name in the header (a row index written by "
+            "pandas' to_csv?); name every column, or write the file with index=False"
+        )
     duplicated = sorted(name for name, n in Counter(header).items() if n > 1)
     if duplicated:
         raise InputError(f"{path}: duplicate column names {duplicated}; make every header unique")
@@ -77,6 +81,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
         )
     except pd.errors.ParserError as exc:
         raise InputError(f"{path}: malformed CSV ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(_not_utf8(path, exc)) from None
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError | pa.ArrowInvalid) -> str:
+    where = f"{exc.reason} at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else exc
+    return f"{path}: not UTF-8 text ({where}); re-export it as UTF-8"
 
 
 DEFAULT_CHUNK_ROWS = 262_144
@@ -201,18 +212,23 @@ def iter_scoring_chunks(
         bad.append((int(row.number or -1), reason, row.text))
         return "skip"
 
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(
-            use_threads=False, block_size=_csv_block_size(path, chunk_rows)
-        ),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
-        # every field as text, missing spellings included: the rows as read (rejected.csv,
-        # flagged.csv) keep them; the frame to score gets them as nulls (``_nulled``)
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in header}, strings_can_be_null=False
-        ),
-    )
+    try:  # (the reader parses its first block here: a bad byte in it fails now)
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                use_threads=False, block_size=_csv_block_size(path, chunk_rows)
+            ),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid, newlines_in_values=True
+            ),
+            # every field as text, missing spellings included: the rows as read (rejected.csv,
+            # flagged.csv) keep them; the frame to score gets them as nulls (``_nulled``)
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in header}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise InputError(_csv_error(path, exc)) from None
     # the parser runs ahead of the batches it returns, so every malformed record between the
     # rows of a batch is known when the batch arrives; the rows get the other record numbers
     next_record = 2
@@ -224,12 +240,7 @@ def iter_scoring_chunks(
         except StopIteration:
             break
         except pa.ArrowInvalid as exc:
-            hint = (
-                "; a record is longer than the read block: raise scoring.chunk_rows"
-                if "straddl" in str(exc)
-                else ""
-            )
-            raise InputError(f"{path}: malformed CSV ({exc}){hint}; nothing was scored") from None
+            raise InputError(_csv_error(path, exc)) from None
         known_bad += [number for number, _, _ in bad]
         reported, bad[:] = list(bad), []
         raw = pa.Table.from_batches([batch])
@@ -255,6 +266,17 @@ def iter_scoring_chunks(
     if not yielded or bad:
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in header})
         yield ScoringChunk(empty, np.empty(0, dtype=np.int64), list(bad))
+
+
+def _csv_error(path: Path, exc: pa.ArrowInvalid) -> str:
+    if "UTF8" in str(exc) or "UTF-8" in str(exc):
+        return f"{_not_utf8(path, exc)}; nothing was scored"
+    hint = (
+        "; a record is longer than the read block: raise scoring.chunk_rows"
+        if "straddl" in str(exc)
+        else ""
+    )
+    return f"{path}: malformed CSV ({exc}){hint}; nothing was scored"
 
 
 _NULLABLE = {

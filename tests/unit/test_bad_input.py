@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.detector import AnomalyDetector
-from pipeline.ingest import InputError, read_table
+from pipeline.ingest import InputError, iter_scoring_chunks, read_table
 from pipeline.schema import SchemaError
 from tests.conftest import mixed_frame, quick_settings
 
@@ -183,6 +183,31 @@ def test_a_non_utf8_training_file_is_a_clear_error(tmp_path):
     path.write_bytes("colour,x\nrouge,1\ncaf\xe9,2\n".encode("latin-1"))
     with pytest.raises(InputError, match=r"train\.csv: not UTF-8 .* re-export it as UTF-8"):
         read_table(path)
+
+
+@pytest.mark.parametrize("where", ["first block", "far into the file"])
+def test_a_bad_byte_past_the_header_is_the_same_clear_error_in_training_and_scoring(
+    tmp_path, where
+):
+    path = tmp_path / "batch.csv"
+    rows = 3 if where == "first block" else 60_000  # past every reader's first buffer
+    text = "colour,x\n" + "rouge,1\n" * rows + "caf\xe9,2\n"
+    path.write_bytes(text.encode("latin-1"))
+    expected = r"batch\.csv: not UTF-8 .*re-export it as UTF-8"
+    with pytest.raises(InputError, match=expected):
+        read_table(path)
+    with pytest.raises(InputError, match=expected):
+        list(iter_scoring_chunks(path, chunk_rows=1024))
+
+
+def test_a_column_without_a_name_is_a_clear_error(tmp_path):
+    # pandas' to_csv writes its row index under an empty header name: pandas reads it back as
+    # "Unnamed: 0", pyarrow as "": training and scoring would disagree on the columns
+    path = tmp_path / "train.csv"
+    mixed_frame(20).to_csv(path)
+    for read in (read_table, lambda p: list(iter_scoring_chunks(p))):
+        with pytest.raises(InputError, match=r"train\.csv: column\(s\) \[1\] have no name"):
+            read(path)
 
 
 # -- scoring data ----------------------------------------------------------------------------
