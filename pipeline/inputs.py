@@ -20,12 +20,14 @@ def table_format(path: Path) -> str:
         ) from None
 
 
-def _visible_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".")
+def _table_file(path: Path) -> bool:
+    """A visible CSV or Parquet file (what a folder or a glob contributes)."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in SUFFIXES
 
 
 def expand_inputs(inputs: list[str] | str) -> list[Path]:
-    """Files from a list of paths, globs and folders (a folder means its CSV/Parquet files).
+    """Files from a list of paths, globs and folders (a folder or a glob means the CSV and
+    Parquet files among its matches; a file named explicitly must be one).
 
     Hidden files (``.name``) found in folders or by globs are left out: a landing folder's
     uploads in progress should use such a name, or a suffix other than ``.csv``, ``.parquet``
@@ -41,14 +43,13 @@ def expand_inputs(inputs: list[str] | str) -> list[Path]:
             )
         path = Path(item)
         if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if _visible_file(p) and p.suffix.lower() in SUFFIXES
-            )
+            found += sorted(p for p in path.iterdir() if _table_file(p))
         elif any(ch in item for ch in "*?["):
             base = Path(path.anchor) if path.is_absolute() else Path()
             pattern = str(path.relative_to(path.anchor)) if path.is_absolute() else item
-            found += sorted(p for p in base.glob(pattern) if _visible_file(p))
+            found += sorted(p for p in base.glob(pattern) if _table_file(p))
         elif path.is_file():
+            table_format(path)  # a file named explicitly must be one: else say so now
             found.append(path)
         else:
             raise InputError(f"{item}: no such file or folder; check the path or the glob")

@@ -243,6 +243,11 @@ def test_landing_folder_picks_complete_files_only(scoring_store, tmp_path, monke
     (landing / "batch_63.csv.part").write_text("transaction_id\nT2\n")
     assert expand_inputs([str(landing)]) == [landing / "batch_62.csv"]
     assert expand_inputs([str(landing / "*.csv")]) == [landing / "batch_62.csv"]
+    # a glob that also matches uploads in progress and notes takes the tables only
+    (landing / "notes.txt").write_text("not a table")
+    assert expand_inputs([str(landing / "*")]) == [landing / "batch_62.csv"]
+    with pytest.raises(InputError, match=r"notes\.txt: unsupported file type '\.txt'"):
+        expand_inputs([str(landing / "notes.txt")])  # named explicitly: an error, not skipped
     with pytest.raises(InputError, match="an input path is empty"):
         expand_inputs([""])  # an unset variable must not mean the working directory
 
