@@ -44,7 +44,14 @@ from pipeline.config import Settings
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import read_table
 from pipeline.promotion_history import actor, record_decision
-from pipeline.registry import ModelRef, RegistryError, load_detector, resolve_alias, version_ref
+from pipeline.registry import (
+    ModelRef,
+    RegistryError,
+    RegistryUnavailableError,
+    load_detector,
+    resolve_alias,
+    version_ref,
+)
 from pipeline.scoring import ScoreResult
 from pipeline.threshold import share_above
 from vae.infer import score_arrays
@@ -288,6 +295,8 @@ def promote(
     reference = read_table(reference_path) if reference_path else candidate.reference_frame_
     try:
         current: ModelRef | None = resolve_alias(settings, settings.tracking.champion_alias)
+    except RegistryUnavailableError:
+        raise  # a server that is down is not "no champion": the gate would skip its rules
     except RegistryError:
         current = None
     champion = (

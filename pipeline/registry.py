@@ -166,26 +166,40 @@ def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
 def version_ref(settings: Settings, version: str) -> ModelRef:
     """The registered ``version`` of the configured model (RegistryError when it is missing)."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     configure(settings)
     name = settings.tracking.registered_model
     try:
-        model_version = MlflowClient().get_model_version(name, str(version))
-    except MlflowException:
+        model_version = within_budget(
+            lambda: MlflowClient().get_model_version(name, str(version)),
+            settings.tracking.resolve_timeout_seconds,
+            f"cannot read version {version!r} of {name!r}",
+            redact(settings.tracking.resolved_uri()),
+        )
+    except RegistryUnavailableError:
+        raise  # the server is down: not a missing version
+    except RegistryError:
         raise RegistryError(f"model {name!r} has no version {version!r}") from None
     return ModelRef(name, str(version), str(model_version.run_id), alias="")
 
 
 def champion_version(settings: Settings) -> str | None:
-    """The version the champion alias points to, None when no version holds it."""
+    """The version the champion alias points to, None when no version holds it (or the model
+    is not registered yet); :class:`RegistryUnavailableError` when the server cannot be
+    reached, which must not read as "no champion"."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     configure(settings)
     try:
-        model = MlflowClient().get_registered_model(settings.tracking.registered_model)
-    except MlflowException:
+        model = within_budget(
+            lambda: MlflowClient().get_registered_model(settings.tracking.registered_model),
+            settings.tracking.resolve_timeout_seconds,
+            "cannot read the registered model",
+            redact(settings.tracking.resolved_uri()),
+        )
+    except RegistryUnavailableError:
+        raise
+    except RegistryError:
         return None
     version = model.aliases.get(settings.tracking.champion_alias)
     return None if version is None else str(version)

@@ -15,7 +15,12 @@ import pytest
 from pipeline.config import PROJECT_ROOT, DataSettings, Settings, home, sample_path
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import MISSING_MARKERS, InputError, iter_scoring_chunks, read_table
-from pipeline.registry import RegistryUnavailableError, resolve_alias
+from pipeline.registry import (
+    RegistryUnavailableError,
+    champion_version,
+    resolve_alias,
+    version_ref,
+)
 from pipeline.sample_data import write_sample
 from pipeline.schema import SchemaError, check_scoring_frame, infer_schema
 from tests.conftest import ROOT, quick_settings
@@ -143,3 +148,18 @@ def test_an_unreachable_tracking_server_fails_within_the_time_budget(monkeypatch
     assert "VAE_ANOMALY_TRACKING__RESOLVE_TIMEOUT_SECONDS" in message
     # MLflow's own retry settings are left as they were
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+
+
+@pytest.mark.parametrize("ask", ["version", "champion"])
+def test_a_server_that_is_down_is_not_a_missing_version_nor_no_champion(monkeypatch, ask):
+    # promote reads the version and the champion: "has no version" or "no champion" (which
+    # would skip the gate's comparison with the champion) must not stand in for "unreachable"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("VAE_ANOMALY_TRACKING__RESOLVE_TIMEOUT_SECONDS", "2")
+    read = (
+        (lambda: version_ref(Settings(), "2"))
+        if ask == "version"
+        else (lambda: champion_version(Settings()))
+    )
+    with pytest.raises(RegistryUnavailableError, match="check that the tracking server is up"):
+        read()
