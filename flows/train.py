@@ -21,7 +21,7 @@ from pipeline.ingest import read_table
 from pipeline.progress import epoch_progress
 from pipeline.promotion import GateResult, new_version_gate
 from pipeline.promotion_history import record_decision
-from pipeline.registry import champion_version, tracking_reachable
+from pipeline.registry import IncompleteRegistrationError, champion_version, tracking_reachable
 from pipeline.report import loss_curves, render_training_report, score_histogram
 from pipeline.report.training import training_stop
 from pipeline.tracking import log_training_run
@@ -92,9 +92,14 @@ def log_and_register(
             plt.close(figure)
     refused = ""
     if not had_champion:
-        became = champion_version(settings) == ref.version
-        decision = "champion (first version)" if became else "not champion (first version)"
-        record_decision(settings, ref.version, decision, sanity, None, "its validation split")
+        try:  # the version exists now: a retry of this task would register a second one
+            became = champion_version(settings) == ref.version
+            decision = "champion (first version)" if became else "not champion (first version)"
+            record_decision(settings, ref.version, decision, sanity, None, "its validation split")
+        except Exception as exc:
+            raise IncompleteRegistrationError(
+                ref.name, ref.version, "recording the champion decision", exc
+            ) from exc
         if not became and not sanity.passed:
             refused = (
                 f"version {ref.version} is not champion: it failed the gate's sanity checks on "

@@ -35,6 +35,20 @@ class RegistryUnavailableError(RegistryError):
     """The tracking server could not be reached: a retry later may succeed."""
 
 
+class IncompleteRegistrationError(RegistryError):
+    """A version was registered, but a step after it failed. Not retried: a retry would
+    register the model again, as a second version."""
+
+    def __init__(self, name: str, version: str, step: str, error: BaseException) -> None:
+        detail = redact(_first_line(f"{type(error).__name__}: {error}"))
+        super().__init__(
+            f"{name} version {version} was registered, but {step} failed ({detail}); not "
+            "retried, as that would register the model again: check the version's tags and "
+            f"aliases, and make it champion with `vae-anomaly promote {version}` if it should be"
+        )
+        self.version = version
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A registered model version resolved from an alias."""
@@ -240,22 +254,27 @@ def register_version(
     settings: Settings, model_uri: str, tags: dict[str, str], champion_if_none: bool = True
 ) -> ModelRef:
     """Register the logged model at ``model_uri`` as a new version with ``tags``; give it the
-    challenger alias, and champion when no version holds it (the first version, or a retried
-    registration after a failure between registering and setting the alias) and
+    challenger alias, and champion when no version holds it (the first version) and
     ``champion_if_none`` (it passed the gate's sanity checks: see
-    :func:`pipeline.promotion.new_version_gate`)."""
+    :func:`pipeline.promotion.new_version_gate`). A failure after the version exists is an
+    :class:`IncompleteRegistrationError` (never retried)."""
     import mlflow
     from mlflow import MlflowClient
 
     name = settings.tracking.registered_model
     version = mlflow.register_model(model_uri, name)
     client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, settings.tracking.challenger_alias, version.version)
-    champion = settings.tracking.champion_alias
-    if champion_if_none and champion not in client.get_registered_model(name).aliases:
-        client.set_registered_model_alias(name, champion, version.version)
+    try:
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version.version, key, value)
+        client.set_registered_model_alias(name, settings.tracking.challenger_alias, version.version)
+        champion = settings.tracking.champion_alias
+        if champion_if_none and champion not in client.get_registered_model(name).aliases:
+            client.set_registered_model_alias(name, champion, version.version)
+    except Exception as exc:
+        raise IncompleteRegistrationError(
+            name, str(version.version), "setting its tags and aliases", exc
+        ) from exc
     return ModelRef(
         name=name,
         version=str(version.version),

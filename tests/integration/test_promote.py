@@ -10,6 +10,7 @@ from flows.cli import app
 from flows.train import train_flow
 from pipeline.config import Settings
 from pipeline.promotion import PromotionRefused, promote
+from pipeline.registry import IncompleteRegistrationError
 from tests.integration.conftest import aliases
 
 runner = CliRunner()
@@ -57,3 +58,20 @@ def test_unknown_version_is_a_clear_error(mlflow_store, small_train_csv):
     train_flow(data_path=str(small_train_csv))
     result = runner.invoke(app, ["promote", "9"])
     assert result.exit_code == 1 and "no version '9'" in result.output
+
+
+def test_a_failure_after_registering_is_not_retried_into_a_second_version(
+    mlflow_store, small_train_csv, monkeypatch
+):
+    # the task that logs and registers is retried on transient errors; once the version exists,
+    # a retry would register the model again: a failure setting its aliases must stop there
+    from mlflow.exceptions import MlflowException
+
+    def blip(*args, **kwargs):
+        raise MlflowException("Connection refused (the server restarted)")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", blip)
+    with pytest.raises(IncompleteRegistrationError, match=r"version 1 was registered, but"):
+        train_flow(data_path=str(small_train_csv))
+    versions = MlflowClient(mlflow_store).search_model_versions("name='vae-anomaly'")
+    assert [v.version for v in versions] == [1]
