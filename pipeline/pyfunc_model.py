@@ -51,7 +51,9 @@ class VAEAnomalyModel(mlflow.pyfunc.PythonModel):
         threshold = params.get("threshold")
         result = self.detector.score(
             pd.DataFrame(model_input),
-            threshold=None if threshold is None or threshold < 0 else float(threshold),
+            # -1 (the signature's default) means the model's threshold; any other value is a
+            # cut-off (log_max scores are z-scores: a negative one is a real threshold)
+            threshold=None if threshold is None or threshold == -1 else float(threshold),
             mc_samples=params.get("mc_samples"),
             model_version=str(params.get("model_version") or self.registered_version()),
         )

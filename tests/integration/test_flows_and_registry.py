@@ -99,6 +99,13 @@ def test_model_loads_by_alias_without_pickle_and_scores_the_same(
     assert (predicted["model_version"] == "1").all()
     assert (predicted["rejected_reason"] == "").all()
     assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    # -1 is the model's threshold; another negative value is a cut-off, not ignored
+    lowest = float(expected["anomaly_score"].min())
+    assert lowest - 1.0 < 0  # a negative cut-off: what was ignored before
+    below_all = pyfunc.predict(model_input, params={"threshold": lowest - 1.0})
+    assert below_all["is_anomaly"].all() and (below_all["threshold"] == lowest - 1.0).all()
+    model_own = pyfunc.predict(model_input, params={"threshold": -1.0})
+    assert (model_own["threshold"] == detector.threshold_).all()
 
 
 def test_missing_alias_is_a_clear_error(mlflow_store, small_train_csv, small_batch_csv):
