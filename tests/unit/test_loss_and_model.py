@@ -234,12 +234,18 @@ def test_learned_variance_is_floored_and_fixed_variance_is_frozen():
     assert torch.allclose(learned.feature_precision(), torch.full((3,), 100.0))
 
 
-def test_trimming_drops_the_most_anomalous_training_rows_and_keeps_the_rest():
+def _planted_outliers() -> tuple[np.ndarray, np.ndarray, VAEConfig]:
+    """400 correlated rows, 20 of them moved far from the cloud, and a small model for them."""
     rng = np.random.default_rng(0)
     x = _correlated(400)
     outliers = rng.choice(400, 20, replace=False)
     x[outliers] += rng.choice([-6.0, 6.0], size=(20, 10))  # far from the correlated cloud
     cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2, decoder_variance="learned")
+    return x, outliers, cfg
+
+
+def test_trimming_drops_the_most_anomalous_training_rows_and_keeps_the_rest():
+    x, outliers, cfg = _planted_outliers()
     config = TrainConfig(max_epochs=30, trim_fraction=0.05, trim_epoch=15, beta=0.1)
     result = fit_vae(x, None, cfg, config)
     assert result.trimmed_rows == 20 and result.kept_rows is not None
@@ -251,11 +257,7 @@ def test_trimming_drops_the_most_anomalous_training_rows_and_keeps_the_rest():
 
 def test_an_early_stop_before_the_trim_epoch_trims_first():
     # patience runs out long before epoch 200: the run trims then, instead of ending untrimmed
-    rng = np.random.default_rng(0)
-    x = _correlated(400)
-    outliers = rng.choice(400, 20, replace=False)
-    x[outliers] += rng.choice([-6.0, 6.0], size=(20, 10))
-    cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2, decoder_variance="learned")
+    x, outliers, cfg = _planted_outliers()
     config = TrainConfig(
         max_epochs=400, trim_fraction=0.05, trim_epoch=200, beta=0.1, patience=2, min_delta=0.05
     )
@@ -282,11 +284,7 @@ def test_influence_weights_cap_each_rows_excess_over_the_median_at_the_cut():
 
 
 def test_bounded_influence_keeps_planted_outliers_far_from_what_the_model_learns():
-    rng = np.random.default_rng(0)
-    x = _correlated(400)
-    outliers = rng.choice(400, 20, replace=False)
-    x[outliers] += rng.choice([-6.0, 6.0], size=(20, 10))
-    cfg = VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2, decoder_variance="learned")
+    x, outliers, cfg = _planted_outliers()
 
     def outlier_rank_share(fraction: float) -> float:
         config = TrainConfig(max_epochs=30, beta=0.1, downweight_fraction=fraction)
