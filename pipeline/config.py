@@ -118,6 +118,13 @@ class TrainingSettings(_Section):
     patience: int = Field(
         default=8, ge=1, description="epochs without validation gain before stopping"
     )
+    average_epochs: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        default="auto",
+        description="the weights validated and kept are a moving average of the optimiser's "
+        "iterates over about this many epochs, which the jitter of the last steps does not "
+        "move (0: the last iterate); auto: 5 for a table whose model columns are all "
+        "categorical, else 0",
+    )
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 42
     device: str = Field(default="auto", description="auto, cpu or cuda")

@@ -47,6 +47,9 @@ class TrainConfig:
     # highest loss count with bounded weight (vae.loss.influence_weights; 0: all rows equal)
     downweight_fraction: float = 0.0
     downweight_epoch: int = 10
+    # the weights validated and kept are an exponential moving average of the optimiser's
+    # iterates over about this many epochs (0: the last iterate; see _WeightAverage)
+    average_epochs: float = 0.0
     # CPU threads for training; small MLP steps gain nothing from intra-op threads, and spinning
     # threads collapse when another process shares the cores (measured: 0.23 s vs 14 s)
     cpu_threads: int = 1
@@ -101,6 +104,40 @@ def cpu_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class _WeightAverage:
+    """An exponential moving average of the model's weights over about ``epochs`` epochs.
+
+    Adam's last iterate jitters around the minimum it has found, by as much as one step of
+    the learning rate moves it; the average of the iterates lies nearer the middle (Polyak
+    averaging, as in SWA and the EMA weights of many generative models). A detector ranks its
+    rarest rows by fine details of the decoder's output, which this jitter moves from one fit
+    to the next. The decay per step is ``1 - 1 / (epochs * steps per epoch)``, lower over the
+    first steps (``(1 + t) / (10 + t)``) so that the initial weights soon stop counting.
+    """
+
+    def __init__(self, model: VAE, epochs: float, steps_per_epoch: int) -> None:
+        self.model = copy.deepcopy(model)
+        self.epochs = epochs
+        self._params: list[torch.Tensor] = list(self.model.parameters())
+        self._source: list[torch.Tensor] = list(model.parameters())
+        self.restart(steps_per_epoch)
+
+    def restart(self, steps_per_epoch: int) -> None:
+        """Start again from the model's current weights (after trimming, whose earlier
+        iterates fitted the trimmed rows too), with ``steps_per_epoch`` steps to an epoch."""
+        with torch.no_grad():
+            torch._foreach_copy_(self._params, self._source)
+        self.decay = 1.0 - 1.0 / (self.epochs * max(1, steps_per_epoch))
+        self.steps = 0
+
+    def update(self) -> None:
+        """Move the average towards the model's weights after an optimiser step."""
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._params, self._source, 1.0 - decay)
 
 
 def _precision(model: VAE) -> torch.Tensor | None:
@@ -176,6 +213,9 @@ def _fit(
     epochs_without_gain = 0
     downweighting = config.downweight_fraction > 0
     trim_epoch = config.trim_epoch if config.trim_fraction > 0 else 0
+    steps = -(-n // batch_size)  # per epoch
+    average = _WeightAverage(model, config.average_epochs, steps) if config.average_epochs else None
+    kept = model if average is None else average.model  # the weights validated and kept
     started = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
         t0 = time.perf_counter()
@@ -187,6 +227,8 @@ def _fit(
             result.kept_rows = np.flatnonzero(keep_train)
             xt = xt[torch.from_numpy(keep_train).to(device)]
             n = xt.shape[0]
+            if average is not None:
+                average.restart(-(-n // batch_size))
             if xv is not None:
                 keep_val = _untrimmed(model, xv, 0.0, cutoff)[0]
                 if keep_val.any():  # a validation set trimmed away entirely stays whole
@@ -208,6 +250,8 @@ def _fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update()
             rows = batch.shape[0]
             sums += np.array(
                 [
@@ -218,7 +262,7 @@ def _fit(
             )
         train_loss, train_recon, train_kl = (sums / n).tolist()
         if xv is not None:
-            val_loss, val_recon, val_kl = _evaluate(model, xv, config, 8192)
+            val_loss, val_recon, val_kl = _evaluate(kept, xv, config, 8192)
         else:
             val_loss = val_recon = val_kl = math.nan
         stats = EpochStats(
@@ -245,7 +289,7 @@ def _fit(
         )
         if improved:
             best_loss = watched
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(kept.state_dict())
             result.best_epoch = epoch
             epochs_without_gain = 0
         else:
