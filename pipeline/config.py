@@ -121,9 +121,9 @@ class TrainingSettings(_Section):
     average_epochs: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
         default="auto",
         description="the weights validated and kept are a moving average of the optimiser's "
-        "iterates over about this many epochs, which the jitter of the last steps does not "
-        "move (0: the last iterate); auto: 5 for a table whose model columns are all "
-        "categorical, else 0",
+        "iterates over up to this many epochs (reached 9x as many epochs after the start or "
+        "the trimming), which the jitter of the last steps does not move (0: the last "
+        "iterate); auto: 5 for a table whose model columns are all categorical, else 0",
     )
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 42

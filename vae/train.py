@@ -107,14 +107,21 @@ def cpu_threads(n: int) -> Iterator[None]:
 
 
 class _WeightAverage:
-    """An exponential moving average of the model's weights over about ``epochs`` epochs.
+    """An exponential moving average of the model's weights over up to ``epochs`` epochs.
 
     Adam's last iterate jitters around the minimum it has found, by as much as one step of
     the learning rate moves it; the average of the iterates lies nearer the middle (Polyak
     averaging, as in SWA and the EMA weights of many generative models). A detector ranks its
     rarest rows by fine details of the decoder's output, which this jitter moves from one fit
-    to the next. The decay per step is ``1 - 1 / (epochs * steps per epoch)``, lower over the
-    first steps (``(1 + t) / (10 + t)``) so that the initial weights soon stop counting.
+    to the next.
+
+    The decay at step ``t`` (counted from the start or the last :meth:`restart`) is
+    ``min(1 - 1 / (epochs * steps per epoch), (1 + t) / (10 + t))``: the second term lets the
+    initial weights soon stop counting, and it holds the window to about a ninth of the steps
+    since the (re)start, so the full ``epochs`` window is reached only ``9 * epochs`` epochs
+    after it (the default fit: 100 epochs, a restart at trimming, epoch 50, ``epochs`` 5: a
+    window of 5 epochs from epoch 95 on, 4 epochs at epoch 86). A window under one step
+    (``epochs * steps per epoch < 1``) keeps the iterate itself (decay 0).
     """
 
     def __init__(self, model: VAE, epochs: float, steps_per_epoch: int) -> None:
@@ -129,7 +136,7 @@ class _WeightAverage:
         iterates fitted the trimmed rows too), with ``steps_per_epoch`` steps to an epoch."""
         with torch.no_grad():
             torch._foreach_copy_(self._params, self._source)
-        self.decay = 1.0 - 1.0 / (self.epochs * max(1, steps_per_epoch))
+        self.decay = max(0.0, 1.0 - 1.0 / (self.epochs * max(1, steps_per_epoch)))
         self.steps = 0
 
     def update(self) -> None:

@@ -13,9 +13,9 @@ from vae import (
     reconstruct,
     score_arrays,
 )
-from vae.infer import CATEGORY_FLOOR, FeatureLoss, aligned_window
+from vae.infer import CATEGORY_FLOOR, FeatureLoss, aligned_window, as_tensor
 from vae.loss import ElboTerms, elbo_terms, influence_weights, kl_divergence, reconstruction_error
-from vae.train import _WeightAverage, cpu_threads
+from vae.train import _evaluate, _WeightAverage, cpu_threads
 
 
 def test_kl_is_zero_at_the_prior():
@@ -314,27 +314,50 @@ def test_feature_loss_keeps_its_own_copy_of_the_blocks():
 
 def test_the_weight_average_follows_its_recurrence_and_restarts_from_the_model():
     # Given a model whose weights are set to k after step k, when the average is updated,
-    # then it follows a_k = d_k a_(k-1) + (1 - d_k) k, d_k = min(1 - 1/(epochs*steps),
-    # (1 + k) / (10 + k)); a restart copies the model's weights (exact: small integers and
-    # float32 sums of them are compared with the same float32 recurrence)
+    # then it follows a_k = d_k a_(k-1) + (1 - d_k) k with d_k = min(cap, (1 + k) / (10 + k)),
+    # cap = 1 - 1 / (epochs * steps per epoch) (to float32 rounding: the expected value is
+    # computed by another kernel); a restart copies the model's weights and resets the cap
     model = VAE(VAEConfig(n_features=3, hidden_dims=(4,), latent_dim=2))
-    average = _WeightAverage(model, epochs=2.0, steps_per_epoch=5)  # decay 0.9
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        average.restart(5)
-    expected = torch.zeros(())
-    for k in range(1, 40):
+    average = _WeightAverage(model, epochs=0.4, steps_per_epoch=5)  # cap 0.5, from step 8 on
+    assert average.decay == 0.5
+
+    def run(steps: int, cap: float) -> float:
+        expected = 0.0
         with torch.no_grad():
             for p in model.parameters():
-                p.fill_(float(k))
-        average.update()
-        decay = min(0.9, (1 + k) / (10 + k))
-        expected = torch.lerp(expected, torch.tensor(float(k)), 1.0 - decay)
-    for p in average.model.parameters():
-        assert torch.equal(p, expected.expand_as(p))
-    assert 30.0 < float(expected) < 39.0  # it lags the last iterate (39) by about 9 steps
+                p.zero_()
+        average.restart(5 if cap == 0.5 else 10)
+        for k in range(1, steps + 1):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float(k))
+            average.update()
+            decay = min(cap, (1 + k) / (10 + k))
+            expected = decay * expected + (1 - decay) * k
+        for p in average.model.parameters():
+            torch.testing.assert_close(p, torch.full_like(p, expected), rtol=1e-6, atol=0)
+        return expected
+
+    # with the cap reached (0.5 from step 8), the average lags the last iterate by 1 step
+    assert abs(run(30, 0.5) - 29.0) < 1e-3
+    average.restart(10)  # 0.4 epochs of 10 steps: cap 0.75, lag 3 steps
+    assert average.decay == 0.75
+    assert abs(run(60, 0.75) - 57.0) < 1e-3
     average.restart(5)
+    for p, q in zip(average.model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_a_window_under_one_step_keeps_the_iterate():
+    # Given a window shorter than one optimiser step, then the average is the iterate itself
+    # (decay 0), not an overshoot that would swing around it
+    model = VAE(VAEConfig(n_features=3, hidden_dims=(4,), latent_dim=2))
+    average = _WeightAverage(model, epochs=0.25, steps_per_epoch=1)
+    assert average.decay == 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3.0)
+    average.update()
     for p, q in zip(average.model.parameters(), model.parameters(), strict=True):
         assert torch.equal(p, q)
 
@@ -355,3 +378,8 @@ def test_averaging_keeps_the_optimisers_path_and_smooths_the_kept_weights():
     for name, last in plain.model.named_parameters():
         # every trained weight differs (the decoder log-variance is fixed here: never trained)
         assert torch.equal(last, kept[name]) == (name == "decoder_logvar"), name
+    # the weights returned are the ones validated at the best epoch (exact: the same pass on
+    # the same rows with the same weights)
+    best = averaged.history[averaged.best_epoch - 1]
+    again = _evaluate(averaged.model, as_tensor(x[300:], torch.device("cpu")), TrainConfig(), 8192)
+    assert again[0] == best.val_loss
