@@ -318,31 +318,29 @@ def test_the_weight_average_follows_its_recurrence_and_restarts_from_the_model()
     # cap = 1 - 1 / (epochs * steps per epoch) (to float32 rounding: the expected value is
     # computed by another kernel); a restart copies the model's weights and resets the cap
     model = VAE(VAEConfig(n_features=3, hidden_dims=(4,), latent_dim=2))
-    average = _WeightAverage(model, epochs=0.4, steps_per_epoch=5)  # cap 0.5, from step 8 on
-    assert average.decay == 0.5
+    average = _WeightAverage(model, epochs=0.4, steps_per_epoch=5)
 
-    def run(steps: int, cap: float) -> float:
-        expected = 0.0
+    def run(steps: int, steps_per_epoch: int) -> float:
         with torch.no_grad():
             for p in model.parameters():
                 p.zero_()
-        average.restart(5 if cap == 0.5 else 10)
+        average.restart(steps_per_epoch)
+        expected = 0.0
         for k in range(1, steps + 1):
             with torch.no_grad():
                 for p in model.parameters():
                     p.fill_(float(k))
             average.update()
-            decay = min(cap, (1 + k) / (10 + k))
+            decay = min(average.decay, (1 + k) / (10 + k))
             expected = decay * expected + (1 - decay) * k
         for p in average.model.parameters():
             torch.testing.assert_close(p, torch.full_like(p, expected), rtol=1e-6, atol=0)
         return expected
 
-    # with the cap reached (0.5 from step 8), the average lags the last iterate by 1 step
-    assert abs(run(30, 0.5) - 29.0) < 1e-3
-    average.restart(10)  # 0.4 epochs of 10 steps: cap 0.75, lag 3 steps
-    assert average.decay == 0.75
-    assert abs(run(60, 0.75) - 57.0) < 1e-3
+    # 0.4 epochs of 5 steps: cap 0.5 (reached at step 8), the average lags the iterate 1 step
+    assert abs(run(30, 5) - 29.0) < 1e-3 and average.decay == 0.5
+    # 0.4 epochs of 10 steps: cap 0.75, a lag of 3 steps
+    assert abs(run(60, 10) - 57.0) < 1e-3 and average.decay == 0.75
     average.restart(5)
     for p, q in zip(average.model.parameters(), model.parameters(), strict=True):
         assert torch.equal(p, q)
