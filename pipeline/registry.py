@@ -122,12 +122,16 @@ def _unreachable(detail: str) -> bool:
     )
 
 
-def within_budget(call: Callable[[], Any], budget_seconds: float, what: str, where: str) -> Any:
-    """``call()`` (an MLflow request) retried while the tracking server is unreachable, for at
-    most ``budget_seconds`` in all; then :class:`RegistryUnavailableError` saying what to check.
-    Errors other than an unreachable server are raised at once (as :class:`RegistryError`)."""
+def within_budget(settings: Settings, what: str, call: Callable[[], Any]) -> Any:
+    """``call()`` (an MLflow request to the configured tracking store) retried while the
+    server is unreachable, for at most ``tracking.resolve_timeout_seconds`` in all; then
+    :class:`RegistryUnavailableError` saying what to check. Errors other than an unreachable
+    server are raised at once (as :class:`RegistryError`). ``what`` starts either message."""
     from mlflow.exceptions import MlflowException
 
+    configure(settings)
+    budget_seconds = settings.tracking.resolve_timeout_seconds
+    where = redact(settings.tracking.resolved_uri())
     deadline = time.monotonic() + budget_seconds
     waits = iter(_RETRY_WAITS_SECONDS)
     attempts = 0
@@ -163,14 +167,12 @@ def resolve_alias(settings: Settings, alias: str | None = None) -> ModelRef:
     """
     from mlflow import MlflowClient
 
-    configure(settings)
     name = settings.tracking.registered_model
     alias = alias or settings.tracking.champion_alias
     version = within_budget(
-        lambda: MlflowClient().get_model_version_by_alias(name, alias),
-        settings.tracking.resolve_timeout_seconds,
+        settings,
         f"cannot resolve models:/{name}@{alias}",
-        redact(settings.tracking.resolved_uri()),
+        lambda: MlflowClient().get_model_version_by_alias(name, alias),
     )
     return ModelRef(
         name=name, version=str(version.version), run_id=str(version.run_id), alias=alias
@@ -181,14 +183,12 @@ def version_ref(settings: Settings, version: str) -> ModelRef:
     """The registered ``version`` of the configured model (RegistryError when it is missing)."""
     from mlflow import MlflowClient
 
-    configure(settings)
     name = settings.tracking.registered_model
     try:
         model_version = within_budget(
-            lambda: MlflowClient().get_model_version(name, str(version)),
-            settings.tracking.resolve_timeout_seconds,
+            settings,
             f"cannot read version {version!r} of {name!r}",
-            redact(settings.tracking.resolved_uri()),
+            lambda: MlflowClient().get_model_version(name, str(version)),
         )
     except RegistryUnavailableError:
         raise  # the server is down: not a missing version
@@ -203,13 +203,11 @@ def champion_version(settings: Settings) -> str | None:
     reached, which must not read as "no champion"."""
     from mlflow import MlflowClient
 
-    configure(settings)
     try:
         model = within_budget(
-            lambda: MlflowClient().get_registered_model(settings.tracking.registered_model),
-            settings.tracking.resolve_timeout_seconds,
+            settings,
             "cannot read the registered model",
-            redact(settings.tracking.resolved_uri()),
+            lambda: MlflowClient().get_registered_model(settings.tracking.registered_model),
         )
     except RegistryUnavailableError:
         raise
@@ -224,12 +222,10 @@ def tracking_reachable(settings: Settings) -> None:
     be reached (before minutes of training are spent on a model that could not be logged)."""
     from mlflow import MlflowClient
 
-    configure(settings)
     within_budget(
-        lambda: MlflowClient().search_experiments(max_results=1),
-        settings.tracking.resolve_timeout_seconds,
+        settings,
         "cannot reach the MLflow tracking store",
-        redact(settings.tracking.resolved_uri()),
+        lambda: MlflowClient().search_experiments(max_results=1),
     )
 
 
