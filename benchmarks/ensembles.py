@@ -1,0 +1,219 @@
+"""Ensembles of the default detector, measured on the benchmark's own splits (RESULTS.md,
+twelfth round): are several fits better than one?
+
+- ``--members seeds``: the default fit (model seed ``s``) and ``K - 1`` more on every column,
+  model seeds ``10 s + 1`` .. ``10 s + K - 1``.
+- ``--members features`` (feature bagging, Lazarevic & Kumar 2005): ``K`` fits, each on a
+  random subset of ``ceil(d / 2)`` .. ``d - 1`` of the ``d`` columns (model seeds
+  ``10 s`` .. ``10 s + K - 1``), with and without the default fit as one more member.
+
+Every fit's test and training scores are kept in ``--cache`` (one ``.npz`` per fit; a rerun
+reuses them), so every combination is computed from the same fits: the mean of the members'
+raw scores, of their z-scores (each member standardised by its own training rows' scores),
+and of their training-row ranks. Means over datasets of the split means, per model seed;
+ADBench also per half. The default's fit reproduces the committed quality tables.
+
+    python -m benchmarks.ensembles --categorical ../shared/datasets/categorical --members seeds
+    python -m benchmarks.ensembles --data ../shared/datasets/adbench --members features
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.adbench.data import half_of
+from benchmarks.adbench.suites import Suite, adbench_suite, categorical_suite
+from benchmarks.common import frame_of, machine_description, md_header, md_row
+
+DEFAULT = -1  # the member index of the default fit (model seed s, every column)
+SPLIT_SEEDS = (1, 2, 3)
+
+
+def column_subset(d: int, model_seed: int, member: int) -> np.ndarray:
+    """The columns feature-bagged member ``member`` sees: ``ceil(d / 2)`` to ``d - 1`` of them,
+    drawn from the model seed and the member (every column when ``d <= 2``)."""
+    rng = np.random.default_rng([model_seed, member, 7])
+    size = int(rng.integers(-(-d // 2), d)) if d > 2 else d
+    return np.sort(rng.choice(d, size, replace=False))
+
+
+def _suite(kind: str, data: Path) -> Suite:
+    return adbench_suite(data) if kind == "numeric" else categorical_suite(data)
+
+
+def fit_member(task: tuple[str, Path, str, int, int, str, int, Path]) -> Path:
+    """Fit one member on one split; its scores go to a ``.npz`` in the cache."""
+    kind, data, dataset, split_seed, model_seed, members, member, cache = task
+    tag = "default" if member == DEFAULT else f"{members}_{member}"  # one default fit for both
+    out = cache / f"{kind}_{dataset}_{split_seed}_{model_seed}_{tag}.npz"
+    if out.exists():
+        return out
+    import torch
+
+    from pipeline.config import Settings
+    from pipeline.detector import AnomalyDetector
+
+    torch.set_num_threads(1)
+    suite = _suite(kind, data)
+    x, y = suite.load(dataset)
+    split = suite.split(dataset, x, y, split_seed)
+    train, test = split.x_train, split.x_test
+    if kind == "numeric":  # the ADBench arrays as the benchmark feeds them: columns x0..
+        train, test = frame_of(train), frame_of(test)
+    columns = list(train.columns)
+    if member == DEFAULT or members == "seeds":
+        keep, seed = columns, model_seed if member == DEFAULT else 10 * model_seed + member
+    else:
+        keep = [columns[i] for i in column_subset(len(columns), model_seed, member)]
+        seed = 10 * model_seed + member
+    overrides: dict[str, dict] = {"training": {"seed": seed}}
+    if kind == "categorical":
+        overrides["data"] = {"categorical_columns": keep}
+    settings = Settings().with_overrides(**overrides)
+    started = time.perf_counter()
+    detector = AnomalyDetector(settings).fit(train[keep])
+    fit_s = time.perf_counter() - started
+    np.savez(
+        out,
+        test=detector.score_samples(test[keep]),
+        train=detector.score_samples(train[keep]),
+        y=split.y_test,
+        fit_s=fit_s,
+    )
+    return out
+
+
+def combinations(members: str, k: int) -> dict[str, tuple[list[int], str]]:
+    """Name -> (member indices, how the scores are combined)."""
+    if members == "seeds":
+        out = {"1 (the default)": ([DEFAULT], "raw")}
+        for size in range(2, k + 1):
+            for how in ("raw", "z", "rank"):
+                out[f"{size}, mean of {how} scores"] = ([DEFAULT, *range(1, size)], how)
+        return out
+    return {
+        "the default (every column)": ([DEFAULT], "raw"),
+        "one member on a subset": ([0], "raw"),
+        f"{k} members": (list(range(k)), "z"),
+        f"the default and the {k} members": ([DEFAULT, *range(k)], "z"),
+    }
+
+
+def combine(fits: list[dict[str, np.ndarray]], how: str) -> np.ndarray:
+    if how == "raw":
+        return np.mean([f["test"] for f in fits], axis=0)
+    if how == "z":
+        return np.mean(
+            [(f["test"] - f["train"].mean()) / (f["train"].std() + 1e-12) for f in fits], axis=0
+        )
+    return np.mean(
+        [np.searchsorted(np.sort(f["train"]), f["test"]) / len(f["train"]) for f in fits], axis=0
+    )
+
+
+def main() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, help="the ADBench .npz folder")
+    where.add_argument("--categorical", type=Path, help="the categorical .csv folder")
+    parser.add_argument("--members", choices=["seeds", "features"], required=True)
+    parser.add_argument("--size", type=int, default=3, help="members per ensemble (K)")
+    parser.add_argument("--model-seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/ensembles"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    kind, data = ("numeric", args.data) if args.data else ("categorical", args.categorical)
+    suite = _suite(kind, data)
+    names = suite.list_datasets()
+    indices = [DEFAULT, *range(1, args.size)] if args.members == "seeds" else [DEFAULT]
+    if args.members == "features":
+        indices += list(range(args.size))
+    args.cache.mkdir(parents=True, exist_ok=True)
+    tasks = [
+        (kind, data, name, split, seed, args.members, member, args.cache)
+        for seed in args.model_seeds
+        for name in names
+        for split in SPLIT_SEEDS
+        for member in indices
+    ]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:
+        paths = list(pool.map(fit_member, tasks, chunksize=1))
+    print(f"{len(tasks)} fits in {time.perf_counter() - started:.0f} s")
+    fits = {task[2:7]: dict(np.load(path)) for task, path in zip(tasks, paths, strict=True)}
+    rows = []
+    for name, (members, how) in combinations(args.members, args.size).items():
+        for seed in args.model_seeds:
+            for dataset in names:
+                for split in SPLIT_SEEDS:
+                    used = [fits[(dataset, split, seed, args.members, m)] for m in members]
+                    score, y = combine(used, how), used[0]["y"]
+                    rows.append(
+                        {
+                            "ensemble": name,
+                            "model_seed": seed,
+                            "dataset": dataset,
+                            "split": split,
+                            "roc_auc": roc_auc_score(y, score) * 100,
+                            "pr_auc": average_precision_score(y, score) * 100,
+                            "fit_s": sum(float(f["fit_s"]) for f in used),
+                        }
+                    )
+    frame = pd.DataFrame(rows)
+    per = frame.groupby(["ensemble", "model_seed", "dataset"], sort=False).agg(
+        roc_auc=("roc_auc", "mean"), pr_auc=("pr_auc", "mean"), fit_s=("fit_s", "sum")
+    )
+    halves = {"A": set(half_of(names, "A")), "B": set(half_of(names, "B"))} if args.data else {}
+    seeds = args.model_seeds
+    lines = [
+        f"# Ensembles of the default ({suite.label}, {args.members}, K = {args.size})",
+        "",
+        f"- command: `python -m benchmarks.ensembles --{'data' if args.data else 'categorical'}"
+        f" <folder> --members {args.members} --size {args.size}`",
+        f"- machine: {machine_description()}; split seeds 1-3; means over {len(names)} "
+        "datasets, ROC-AUC % / PR-AUC %; fit: the members' fit time summed, per model seed",
+        "",
+        *md_header(
+            ["ensemble", "mean of seeds", *[f"seed {s}" for s in seeds], *halves, "fit s"],
+            "ll" + "r" * (len(seeds) + len(halves)) + "r",
+        ),
+    ]
+    for name in combinations(args.members, args.size):
+        part = per.loc[name]
+        by_seed = part.groupby("model_seed")[["roc_auc", "pr_auc"]].mean()
+        by_half = [
+            part[part.index.get_level_values("dataset").isin(h)][["roc_auc", "pr_auc"]].mean()
+            for h in halves.values()
+        ]
+        lines.append(
+            md_row(
+                name,
+                f"{by_seed.roc_auc.mean():.2f} / {by_seed.pr_auc.mean():.2f}",
+                *[f"{r:.2f} / {p:.2f}" for r, p in by_seed.itertuples(index=False)],
+                *[f"{h.roc_auc:.2f} / {h.pr_auc:.2f}" for h in by_half],
+                f"{part.groupby('model_seed').fit_s.sum().mean():.0f}",
+            )
+        )
+    roc = per.roc_auc.groupby(["dataset", "ensemble"], sort=False).mean().unstack("ensemble")
+    lines += ["", "ROC-AUC per dataset (mean of seeds and splits):", ""]
+    lines += md_header(["dataset", *roc.columns], "l" + "r" * len(roc.columns))
+    lines += [md_row(d, *[f"{v:.1f}" for v in values]) for d, values in roc.iterrows()]
+    text = "\n".join(lines)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"ensembles_{suite.name}_{args.members}"
+    (args.out / f"{stem}.md").write_text(text + "\n")
+    frame.to_csv(args.out / f"{stem}_per_split.csv", index=False)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
