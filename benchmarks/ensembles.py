@@ -102,16 +102,23 @@ def combinations(members: str, k: int) -> dict[str, tuple[list[int], str]]:
         "one member on a subset": ([0], "raw"),
         f"{k} members": (list(range(k)), "z"),
         f"the default and the {k} members": ([DEFAULT, *range(k)], "z"),
+        "half the default, half the members' mean": ([DEFAULT, *range(k)], "half"),
     }
 
 
+def _z(fit: dict[str, np.ndarray]) -> np.ndarray:
+    return (fit["test"] - fit["train"].mean()) / (fit["train"].std() + 1e-12)
+
+
 def combine(fits: list[dict[str, np.ndarray]], how: str) -> np.ndarray:
+    """The members' test scores as one: mean of raw scores, of z-scores, of training-row
+    ranks, or ``half``: the first member's z-score and the others' mean z-score, half each."""
     if how == "raw":
         return np.mean([f["test"] for f in fits], axis=0)
     if how == "z":
-        return np.mean(
-            [(f["test"] - f["train"].mean()) / (f["train"].std() + 1e-12) for f in fits], axis=0
-        )
+        return np.mean([_z(f) for f in fits], axis=0)
+    if how == "half":
+        return 0.5 * _z(fits[0]) + 0.5 * np.mean([_z(f) for f in fits[1:]], axis=0)
     return np.mean(
         [np.searchsorted(np.sort(f["train"]), f["test"]) / len(f["train"]) for f in fits], axis=0
     )
@@ -172,7 +179,7 @@ def main() -> None:
     per = frame.groupby(["ensemble", "model_seed", "dataset"], sort=False).agg(
         roc_auc=("roc_auc", "mean"), pr_auc=("pr_auc", "mean"), fit_s=("fit_s", "sum")
     )
-    halves = {"A": set(half_of(names, "A")), "B": set(half_of(names, "B"))} if args.data else {}
+    halves = {f"half {h}": set(half_of(names, h)) for h in "AB"} if args.data else {}
     seeds = args.model_seeds
     lines = [
         f"# Ensembles of the default ({suite.label}, {args.members}, K = {args.size})",
