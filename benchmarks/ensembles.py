@@ -10,7 +10,8 @@ twelfth round): are several fits better than one?
 Every fit's test and training scores are kept in ``--cache`` (one ``.npz`` per fit; a rerun
 reuses them), so every combination is computed from the same fits: the mean of the members'
 raw scores, of their z-scores (each member standardised by its own training rows' scores),
-and of their training-row ranks. Means over datasets of the split means, per model seed;
+and of their training-row ranks; for feature bagging also the default's z-score and the
+members' mean z-score, half each. Means over datasets of the split means, per model seed;
 ADBench also per half. The default's fit reproduces the committed quality tables.
 
     python -m benchmarks.ensembles --categorical ../shared/datasets/categorical --members seeds
