@@ -7,11 +7,12 @@ twelfth round): are several fits better than one?
   random subset of ``ceil(d / 2)`` .. ``d - 1`` of the ``d`` columns (model seeds
   ``10 s`` .. ``10 s + K - 1``), with and without the default fit as one more member.
 
-Every fit's test and training scores are kept in ``--cache`` (one ``.npz`` per fit; a rerun
-reuses them), so every combination is computed from the same fits: the mean of the members'
-raw scores, of their z-scores (each member standardised by its own training rows' scores),
-and of their training-row ranks; for feature bagging also the default's z-score and the
-members' mean z-score, half each. Means over datasets of the split means, per model seed;
+Every fit's test and training scores are kept in ``--cache`` (one ``.npz`` per fit, under the
+hash of the model code, ``vae/`` and ``pipeline/``: a rerun at the same code reuses them), so
+every combination is computed from the same fits: the mean of the members' raw scores, of
+their z-scores (each member standardised by its own training rows' scores), and of their
+training-row ranks; for feature bagging also the default's z-score and the members' mean
+z-score, half each. Means over datasets of the split means, per model seed;
 ADBench also per half. The default's fit reproduces the committed quality tables.
 
     python -m benchmarks.ensembles --categorical ../shared/datasets/categorical --members seeds
@@ -29,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.adbench.data import half_of
+from benchmarks.adbench.detectors import as_frames, as_is, source_hash
 from benchmarks.adbench.suites import Suite, adbench_suite, categorical_suite
-from benchmarks.common import frame_of, machine_description, md_header, md_row
+from benchmarks.common import machine_description, md_header, md_row
 
 DEFAULT = -1  # the member index of the default fit (model seed s, every column)
 SPLIT_SEEDS = (1, 2, 3)
@@ -64,9 +66,8 @@ def fit_member(task: tuple[str, Path, str, int, int, str, int, Path]) -> Path:
     suite = _suite(kind, data)
     x, y = suite.load(dataset)
     split = suite.split(dataset, x, y, split_seed)
-    train, test = split.x_train, split.x_test
-    if kind == "numeric":  # the ADBench arrays as the benchmark feeds them: columns x0..
-        train, test = frame_of(train), frame_of(test)
+    # as the quality benchmark feeds vae-anomaly: ADBench arrays as frames, tables as read
+    train, test = (as_frames if kind == "numeric" else as_is)(split)
     columns = list(train.columns)
     if member == DEFAULT or members == "seeds":
         keep, seed = columns, model_seed if member == DEFAULT else 10 * model_seed + member
@@ -145,9 +146,11 @@ def main() -> None:
     indices = [DEFAULT, *range(1, args.size)] if args.members == "seeds" else [DEFAULT]
     if args.members == "features":
         indices += list(range(args.size))
-    args.cache.mkdir(parents=True, exist_ok=True)
+    code = source_hash()
+    cache = args.cache / code  # a fit is reused only by the code that made it
+    cache.mkdir(parents=True, exist_ok=True)
     tasks = [
-        (kind, data, name, split, seed, args.members, member, args.cache)
+        (kind, data, name, split, seed, args.members, member, cache)
         for seed in args.model_seeds
         for name in names
         for split in SPLIT_SEEDS
@@ -187,6 +190,7 @@ def main() -> None:
         "",
         f"- command: `python -m benchmarks.ensembles --{'data' if args.data else 'categorical'}"
         f" <folder> --members {args.members} --size {args.size}`",
+        f"- code hash: {code} (`vae/`, `pipeline/`; the fits' cache folder)",
         f"- machine: {machine_description()}; split seeds 1-3; means over {len(names)} "
         "datasets, ROC-AUC % / PR-AUC %; fit: the members' fit time summed, per model seed",
         "",
