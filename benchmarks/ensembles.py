@@ -6,6 +6,12 @@ twelfth round): are several fits better than one?
 - ``--members features`` (feature bagging, Lazarevic & Kumar 2005): ``K`` fits, each on a
   random subset of ``ceil(d / 2)`` .. ``d - 1`` of the ``d`` columns (model seeds
   ``10 s`` .. ``10 s + K - 1``), with and without the default fit as one more member.
+- ``--members betas`` (thirteenth round): not an ensemble but a choice per split. Each
+  ``--betas`` candidate is fitted twice (model seeds ``s`` and ``10 s + 1``; at the default's
+  own beta these are the default's fit and its first seed member), and the beta whose two fits
+  rank the training rows most alike (Spearman's correlation; or the share of their top 5% in
+  common) is chosen; its seed-``s`` fit is scored. Also each beta on every table and, as a
+  bound, the best beta per split by the test labels.
 
 Every fit's test and training scores are kept in ``--cache`` (one ``.npz`` per fit, under the
 hash of the model code, ``vae/`` and ``pipeline/``: a rerun at the same code reuses them), so
@@ -69,12 +75,14 @@ def fit_member(task: tuple[str, Path, str, int, int, str, int, Path]) -> Path:
     # as the quality benchmark feeds vae-anomaly: ADBench arrays as frames, tables as read
     train, test = (as_frames if kind == "numeric" else as_is)(split)
     columns = list(train.columns)
-    if member == DEFAULT or members == "seeds":
-        keep, seed = columns, model_seed if member == DEFAULT else 10 * model_seed + member
+    if member == DEFAULT or members == "seeds" or members.startswith("beta"):
+        keep, seed = columns, model_seed if member in (DEFAULT, 0) else 10 * model_seed + member
     else:
         keep = [columns[i] for i in column_subset(len(columns), model_seed, member)]
         seed = 10 * model_seed + member
     overrides: dict[str, dict] = {"training": {"seed": seed}}
+    if members.startswith("beta"):
+        overrides["training"]["beta"] = float(members.removeprefix("beta"))
     if kind == "categorical":
         overrides["data"] = {"categorical_columns": keep}
     settings = Settings().with_overrides(**overrides)
@@ -126,6 +134,97 @@ def combine(fits: list[dict[str, np.ndarray]], how: str) -> np.ndarray:
     )
 
 
+def beta_fit(beta: float, default_beta: float, member: int) -> tuple[str, int]:
+    """The (members, member) key of the fit at ``beta`` with model seed ``s`` (member 0) or
+    ``10 s + 1`` (member 1); at the default's own beta these are the default's fit and its
+    first seed member, so no fit is made twice."""
+    if beta == default_beta:
+        return ("seeds", 1) if member else ("seeds", DEFAULT)
+    return f"beta{beta:g}", member
+
+
+def stability(a: np.ndarray, b: np.ndarray, how: str) -> float:
+    """How alike two fits rank the training rows: Spearman's correlation of their scores, or
+    the share of the top 5% of rows that the two fits have in common."""
+    if how == "spearman":
+        from scipy.stats import spearmanr
+
+        return float(spearmanr(a, b).statistic)
+    top = max(1, round(0.05 * len(a)))
+    return len(set(np.argsort(-a)[:top]) & set(np.argsort(-b)[:top])) / top
+
+
+def tail_separation(train: np.ndarray) -> float:
+    """How far the top 1% of training rows stand out: ``(q99 - q50) / (q75 - q25)``."""
+    q25, q50, q75, q99 = np.quantile(train, [0.25, 0.5, 0.75, 0.99])
+    return float((q99 - q50) / max(q75 - q25, 1e-12))
+
+
+def selections(betas: list[float]) -> list[str]:
+    return [
+        "beta auto (the default)",
+        *[f"beta {b:g} on every table" for b in betas],
+        "chosen by rank stability (Spearman)",
+        "chosen by top-5% overlap",
+        "chosen by the training scores' tail (one fit each)",
+        "best beta per split (labels: a bound)",
+    ]
+
+
+def beta_rows(
+    fits: dict, names: list[str], seeds: list[int], betas: list[float], default_beta: float
+):
+    """Per split and model seed: the default, each beta, and the beta chosen per split by the
+    stability of the two fits' training-row ranking (the chosen beta's seed-``s`` fit is
+    scored; its cost is all the candidates' fits), or by how far the top 1% of the seed-``s``
+    fit's training scores stand out (:func:`tail_separation`; one fit per candidate)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rows, chosen = [], []
+    for seed in seeds:
+        for dataset in names:
+            for split in SPLIT_SEEDS:
+                pair = {
+                    b: [fits[(dataset, split, seed, *beta_fit(b, default_beta, j))] for j in (0, 1)]
+                    for b in betas
+                }
+                y = pair[betas[0]][0]["y"]
+                roc = {b: roc_auc_score(y, p[0]["test"]) * 100 for b, p in pair.items()}
+                pick = {
+                    how: max(
+                        betas,
+                        key=lambda b, h=how: stability(pair[b][0]["train"], pair[b][1]["train"], h),
+                    )
+                    for how in ("spearman", "top")
+                }
+                pick["tail"] = max(betas, key=lambda b: tail_separation(pair[b][0]["train"]))
+                chosen += [(seed, dataset, split, how, b) for how, b in pick.items()]
+                every = sum(float(f["fit_s"]) for p in pair.values() for f in p)
+                once = sum(float(p[0]["fit_s"]) for p in pair.values())
+                default = fits[(dataset, split, seed, "seeds", DEFAULT)]
+                picked = [
+                    (default, float(default["fit_s"])),
+                    *[(pair[b][0], float(pair[b][0]["fit_s"])) for b in betas],
+                    (pair[pick["spearman"]][0], every),
+                    (pair[pick["top"]][0], every),
+                    (pair[pick["tail"]][0], once),
+                    (pair[max(betas, key=roc.get)][0], every),
+                ]
+                for name, (fit, fit_s) in zip(selections(betas), picked, strict=True):
+                    rows.append(
+                        {
+                            "ensemble": name,
+                            "model_seed": seed,
+                            "dataset": dataset,
+                            "split": split,
+                            "roc_auc": roc_auc_score(y, fit["test"]) * 100,
+                            "pr_auc": average_precision_score(y, fit["test"]) * 100,
+                            "fit_s": fit_s,
+                        }
+                    )
+    return rows, pd.DataFrame(chosen, columns=["model_seed", "dataset", "split", "by", "beta"])
+
+
 def main() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -133,8 +232,9 @@ def main() -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--data", type=Path, help="the ADBench .npz folder")
     where.add_argument("--categorical", type=Path, help="the categorical .csv folder")
-    parser.add_argument("--members", choices=["seeds", "features"], required=True)
+    parser.add_argument("--members", choices=["seeds", "features", "betas"], required=True)
     parser.add_argument("--size", type=int, default=3, help="members per ensemble (K)")
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.1, 0.5, 1.0])
     parser.add_argument("--model-seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/ensembles"))
@@ -143,26 +243,38 @@ def main() -> None:
     kind, data = ("numeric", args.data) if args.data else ("categorical", args.categorical)
     suite = _suite(kind, data)
     names = suite.list_datasets()
-    indices = [DEFAULT, *range(1, args.size)] if args.members == "seeds" else [DEFAULT]
-    if args.members == "features":
-        indices += list(range(args.size))
+    keys: list[tuple[str, int]] = [("seeds", DEFAULT)]
+    if args.members == "seeds":
+        keys += [("seeds", m) for m in range(1, args.size)]
+    elif args.members == "features":
+        keys += [("features", m) for m in range(args.size)]
+    else:
+        from pipeline.training_setup import DISCRETE_BETA
+
+        default_beta = DISCRETE_BETA if kind == "categorical" else 0.1
+        keys = sorted({beta_fit(b, default_beta, j) for b in args.betas for j in (0, 1)} | {*keys})
     code = source_hash()
     cache = args.cache / code  # a fit is reused only by the code that made it
     cache.mkdir(parents=True, exist_ok=True)
     tasks = [
-        (kind, data, name, split, seed, args.members, member, cache)
+        (kind, data, name, split, seed, members, member, cache)
         for seed in args.model_seeds
         for name in names
         for split in SPLIT_SEEDS
-        for member in indices
+        for members, member in keys
     ]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         paths = list(pool.map(fit_member, tasks, chunksize=1))
     print(f"{len(tasks)} fits in {time.perf_counter() - started:.0f} s")
     fits = {task[2:7]: dict(np.load(path)) for task, path in zip(tasks, paths, strict=True)}
-    rows = []
-    for name, (members, how) in combinations(args.members, args.size).items():
+    chosen, plan = None, combinations(args.members, args.size) if args.members != "betas" else {}
+    if args.members == "betas":
+        rows, chosen = beta_rows(fits, names, args.model_seeds, args.betas, default_beta)
+        order = selections(args.betas)
+    else:
+        rows, order = [], list(plan)
+    for name, (members, how) in plan.items():
         for seed in args.model_seeds:
             for dataset in names:
                 for split in SPLIT_SEEDS:
@@ -186,20 +298,24 @@ def main() -> None:
     halves = {f"half {h}": set(half_of(names, h)) for h in "AB"} if args.data else {}
     seeds = args.model_seeds
     lines = [
-        f"# Ensembles of the default ({suite.label}, {args.members}, K = {args.size})",
+        f"# Ensembles of the default ({suite.label}, {args.members}, K = {args.size})"
+        if args.members != "betas"
+        else f"# Beta chosen per split by the stability of the ranking ({suite.label})",
         "",
         f"- command: `python -m benchmarks.ensembles --{'data' if args.data else 'categorical'}"
-        f" <folder> --members {args.members} --size {args.size}`",
+        f" <folder> --members {args.members}"
+        + (f" --size {args.size}`" if args.members != "betas" else "`"),
         f"- code hash: {code} (`vae/`, `pipeline/`; the fits' cache folder)",
         f"- machine: {machine_description()}; split seeds 1-3; means over {len(names)} "
-        "datasets, ROC-AUC % / PR-AUC %; fit: the members' fit time summed, per model seed",
+        "datasets, ROC-AUC % / PR-AUC %; fit: the members' fit time summed, per model seed"
+        + ("" if args.members != "betas" else " (a choice costs every candidate's two fits)"),
         "",
         *md_header(
             ["ensemble", "mean of seeds", *[f"seed {s}" for s in seeds], *halves, "fit s"],
             "ll" + "r" * (len(seeds) + len(halves)) + "r",
         ),
     ]
-    for name in combinations(args.members, args.size):
+    for name in order:
         part = per.loc[name]
         by_seed = part.groupby("model_seed")[["roc_auc", "pr_auc"]].mean()
         by_half = [
@@ -215,6 +331,13 @@ def main() -> None:
                 f"{part.groupby('model_seed').fit_s.sum().mean():.0f}",
             )
         )
+    if chosen is not None:
+        counts = chosen.groupby(["by", "beta"]).size().unstack("beta", fill_value=0)
+        lines += ["", "Splits (x model seeds) on which each beta was chosen:", ""]
+        lines += md_header(
+            ["by", *[f"beta {b:g}" for b in counts.columns]], "l" + "r" * len(counts.columns)
+        )
+        lines += [md_row(by, *values) for by, values in counts.iterrows()]
     roc = per.roc_auc.groupby(["dataset", "ensemble"], sort=False).mean().unstack("ensemble")
     lines += ["", "ROC-AUC per dataset (mean of seeds and splits):", ""]
     lines += md_header(["dataset", *roc.columns], "l" + "r" * len(roc.columns))
