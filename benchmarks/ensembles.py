@@ -10,8 +10,10 @@ twelfth round): are several fits better than one?
   ``--betas`` candidate is fitted twice (model seeds ``s`` and ``10 s + 1``; at the default's
   own beta these are the default's fit and its first seed member), and the beta whose two fits
   rank the training rows most alike (Spearman's correlation; or the share of their top 5% in
-  common) is chosen; its seed-``s`` fit is scored. Also each beta on every table and, as a
-  bound, the best beta per split by the test labels.
+  common) is chosen; its seed-``s`` fit is scored; or the beta whose seed-``s`` fit's training
+  scores have the longest upper tail (:func:`tail_separation`). Also each beta on every table
+  and, as a bound, the best beta per split by the test labels. The choices go to
+  ``results/ensembles_<suite>_betas_choices.csv``.
 
 Every fit's test and training scores are kept in ``--cache`` (one ``.npz`` per fit, under the
 hash of the model code, ``vae/`` and ``pipeline/``: a rerun at the same code reuses them), so
@@ -145,13 +147,15 @@ def beta_fit(beta: float, default_beta: float, member: int) -> tuple[str, int]:
 
 def stability(a: np.ndarray, b: np.ndarray, how: str) -> float:
     """How alike two fits rank the training rows: Spearman's correlation of their scores, or
-    the share of the top 5% of rows that the two fits have in common."""
+    the share of the top 5% of rows that the two fits have in common (rows tied at the cut
+    taken in row order, so on a table of few distinct scores the share is partly chance)."""
     if how == "spearman":
         from scipy.stats import spearmanr
 
         return float(spearmanr(a, b).statistic)
     top = max(1, round(0.05 * len(a)))
-    return len(set(np.argsort(-a)[:top]) & set(np.argsort(-b)[:top])) / top
+    first_a, first_b = np.argsort(-a, kind="stable")[:top], np.argsort(-b, kind="stable")[:top]
+    return len(set(first_a) & set(first_b)) / top
 
 
 def tail_separation(train: np.ndarray) -> float:
@@ -208,7 +212,7 @@ def beta_rows(
                     (pair[pick["spearman"]][0], every),
                     (pair[pick["top"]][0], every),
                     (pair[pick["tail"]][0], once),
-                    (pair[max(betas, key=roc.get)][0], every),
+                    (pair[max(betas, key=roc.get)][0], once),
                 ]
                 for name, (fit, fit_s) in zip(selections(betas), picked, strict=True):
                     rows.append(
@@ -278,7 +282,10 @@ def main() -> None:
         for seed in args.model_seeds:
             for dataset in names:
                 for split in SPLIT_SEEDS:
-                    used = [fits[(dataset, split, seed, args.members, m)] for m in members]
+                    used = [
+                        fits[(dataset, split, seed, "seeds" if m == DEFAULT else args.members, m)]
+                        for m in members
+                    ]
                     score, y = combine(used, how), used[0]["y"]
                     rows.append(
                         {
@@ -297,6 +304,7 @@ def main() -> None:
     )
     halves = {f"half {h}": set(half_of(names, h)) for h in "AB"} if args.data else {}
     seeds = args.model_seeds
+    betas = " ".join(f"{b:g}" for b in args.betas)
     lines = [
         f"# Ensembles of the default ({suite.label}, {args.members}, K = {args.size})"
         if args.members != "betas"
@@ -304,7 +312,7 @@ def main() -> None:
         "",
         f"- command: `python -m benchmarks.ensembles --{'data' if args.data else 'categorical'}"
         f" <folder> --members {args.members}"
-        + (f" --size {args.size}`" if args.members != "betas" else "`"),
+        + (f" --size {args.size}`" if args.members != "betas" else f" --betas {betas}`"),
         f"- code hash: {code} (`vae/`, `pipeline/`; the fits' cache folder)",
         f"- machine: {machine_description()}; split seeds 1-3; means over {len(names)} "
         "datasets, ROC-AUC % / PR-AUC %; fit: the members' fit time summed, per model seed"
@@ -347,6 +355,8 @@ def main() -> None:
     stem = f"ensembles_{suite.name}_{args.members}"
     (args.out / f"{stem}.md").write_text(text + "\n")
     frame.to_csv(args.out / f"{stem}_per_split.csv", index=False)
+    if chosen is not None:
+        chosen.to_csv(args.out / f"{stem}_choices.csv", index=False)
     print(text)
 
 
