@@ -75,3 +75,31 @@ def test_a_failure_after_registering_is_not_retried_into_a_second_version(
         train_flow(data_path=str(small_train_csv))
     versions = MlflowClient(mlflow_store).search_model_versions("name='vae-anomaly'")
     assert [v.version for v in versions] == [1]
+
+
+def test_a_failure_while_logging_is_retried_and_leaves_the_attempt_failed(
+    mlflow_store, small_train_csv, monkeypatch
+):
+    # before a version exists, a transient error is retried: the interrupted run stays FAILED
+    # as the record of that attempt, the retry logs a new run, and one version is registered
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    real, calls = mlflow.log_text, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("Connection refused (the server restarted)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_text", flaky)
+    result = train_flow(data_path=str(small_train_csv))
+    client = MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name(Settings().tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+    assert [run.info.status for run in runs] == ["FAILED", "FINISHED"]
+    assert result["model_run_id"] == runs[1].info.run_id
+    versions = client.search_model_versions("name='vae-anomaly'")
+    assert [v.version for v in versions] == [1]
+    assert aliases(client, "vae-anomaly")["champion"] == "1"
