@@ -171,6 +171,7 @@ def selections(betas: list[float]) -> list[str]:
         "chosen by rank stability (Spearman)",
         "chosen by top-5% overlap",
         "chosen by the training scores' tail (one fit each)",
+        "mean z-score of the betas' fits (one fit each)",
         "best beta per split (labels: a bound)",
     ]
 
@@ -181,7 +182,8 @@ def beta_rows(
     """Per split and model seed: the default, each beta, and the beta chosen per split by the
     stability of the two fits' training-row ranking (the chosen beta's seed-``s`` fit is
     scored; its cost is all the candidates' fits), or by how far the top 1% of the seed-``s``
-    fit's training scores stand out (:func:`tail_separation`; one fit per candidate)."""
+    fit's training scores stand out (:func:`tail_separation`; one fit per candidate); and,
+    not a choice, the mean z-score of the candidates' seed-``s`` fits (an ensemble over beta)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     rows, chosen = [], []
@@ -212,6 +214,7 @@ def beta_rows(
                     (pair[pick["spearman"]][0], every),
                     (pair[pick["top"]][0], every),
                     (pair[pick["tail"]][0], once),
+                    ({"test": combine([p[0] for p in pair.values()], "z")}, once),
                     (pair[max(betas, key=roc.get)][0], once),
                 ]
                 for name, (fit, fit_s) in zip(selections(betas), picked, strict=True):
