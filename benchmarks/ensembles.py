@@ -136,6 +136,23 @@ def combine(fits: list[dict[str, np.ndarray]], how: str) -> np.ndarray:
     )
 
 
+def split_row(
+    name: str, seed: int, dataset: str, split: int, y: np.ndarray, score: np.ndarray, fit_s: float
+) -> dict[str, object]:
+    """One line of ``_per_split.csv``: a combination's ROC-AUC and PR-AUC (%) on one split."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    return {
+        "ensemble": name,
+        "model_seed": seed,
+        "dataset": dataset,
+        "split": split,
+        "roc_auc": roc_auc_score(y, score) * 100,
+        "pr_auc": average_precision_score(y, score) * 100,
+        "fit_s": fit_s,
+    }
+
+
 def beta_fit(beta: float, default_beta: float, member: int) -> tuple[str, int]:
     """The (members, member) key of the fit at ``beta`` with model seed ``s`` (member 0) or
     ``10 s + 1`` (member 1); at the default's own beta these are the default's fit and its
@@ -184,7 +201,7 @@ def beta_rows(
     scored; its cost is all the candidates' fits), or by how far the top 1% of the seed-``s``
     fit's training scores stand out (:func:`tail_separation`; one fit per candidate); and,
     not a choice, the mean z-score of the candidates' seed-``s`` fits (an ensemble over beta)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     rows, chosen = [], []
     for seed in seeds:
@@ -217,24 +234,14 @@ def beta_rows(
                     ({"test": combine([p[0] for p in pair.values()], "z")}, once),
                     (pair[max(betas, key=roc.get)][0], once),
                 ]
-                for name, (fit, fit_s) in zip(selections(betas), picked, strict=True):
-                    rows.append(
-                        {
-                            "ensemble": name,
-                            "model_seed": seed,
-                            "dataset": dataset,
-                            "split": split,
-                            "roc_auc": roc_auc_score(y, fit["test"]) * 100,
-                            "pr_auc": average_precision_score(y, fit["test"]) * 100,
-                            "fit_s": fit_s,
-                        }
-                    )
+                rows += [
+                    split_row(name, seed, dataset, split, y, fit["test"], fit_s)
+                    for name, (fit, fit_s) in zip(selections(betas), picked, strict=True)
+                ]
     return rows, pd.DataFrame(chosen, columns=["model_seed", "dataset", "split", "by", "beta"])
 
 
 def main() -> None:
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--data", type=Path, help="the ADBench .npz folder")
@@ -289,17 +296,11 @@ def main() -> None:
                         fits[(dataset, split, seed, "seeds" if m == DEFAULT else args.members, m)]
                         for m in members
                     ]
-                    score, y = combine(used, how), used[0]["y"]
+                    fit_s = sum(float(f["fit_s"]) for f in used)
                     rows.append(
-                        {
-                            "ensemble": name,
-                            "model_seed": seed,
-                            "dataset": dataset,
-                            "split": split,
-                            "roc_auc": roc_auc_score(y, score) * 100,
-                            "pr_auc": average_precision_score(y, score) * 100,
-                            "fit_s": sum(float(f["fit_s"]) for f in used),
-                        }
+                        split_row(
+                            name, seed, dataset, split, used[0]["y"], combine(used, how), fit_s
+                        )
                     )
     frame = pd.DataFrame(rows)
     per = frame.groupby(["ensemble", "model_seed", "dataset"], sort=False).agg(
