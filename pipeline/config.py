@@ -293,18 +293,38 @@ class TrackingSettings(_Section):
 
 
 _CREDENTIALS = re.compile(r"//[^/\s]*@")
-# a secret in a query string: ?password=..., &token=..., access_key=... (the value up to & or
-# whitespace; the parameter's name is kept so the message still says what was wrong)
-_SECRET_PARAMETERS = re.compile(
-    r"(?i)([?&;](?:[\w.-]*(?:password|passwd|pwd|secret|token|key|credential|signature|sig)"
-    r"[\w.-]*)=)[^&;\s'\"]*"
+# a query parameter: ?name=value, &name=value or ;name=value (the value up to & ; or whitespace)
+_PARAMETER = re.compile(r"([?&;])([\w.-]+)=([^&;\s'\"]*)")
+# a parameter names a secret when one of its words (split at _ . - and at camelCase humps) is one
+# of these, or ends with one of the long ones (apikey, accesstoken, awsaccesskeyid): password=,
+# api_key=, X-Amz-Signature=, accessToken=, sig= are masked; keyword=, design=, monkey= are not
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "pwd", "pass", "secret", "token", "key", "keyid", "credential"}
+    | {"credentials", "signature", "sig", "apikey", "passphrase", "auth"}
 )
+_SECRET_SUFFIXES = (
+    *("password", "passwd", "secret", "token", "apikey", "keyid"),
+    *("accesskey", "sessionkey", "privatekey", "secretkey", "accountkey"),
+)
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def _names_a_secret(name: str) -> bool:
+    words = [w.lower() for part in re.split(r"[_.-]+", name) for w in _WORD.findall(part)]
+    joined = re.sub(r"[_.-]", "", name).lower()
+    return any(w in _SECRET_WORDS for w in words) or joined.endswith(_SECRET_SUFFIXES)
+
+
+def _mask_parameter(match: re.Match[str]) -> str:
+    sep, name, value = match.groups()
+    return f"{sep}{name}={'***' if _names_a_secret(name) else value}"
 
 
 def redact(text: str) -> str:
     """Remove ``user:password@`` (or a bare ``token@``) from every URL in ``text``, and the
-    values of query parameters that name a secret (``password=``, ``token=``, ``api_key=``)."""
-    return _SECRET_PARAMETERS.sub(r"\1***", _CREDENTIALS.sub("//***@", text))
+    values of query parameters that name a secret (``password=``, ``token=``, ``api_key=``,
+    ``accessToken=``; the parameter's name is kept so the message still says what was wrong)."""
+    return _PARAMETER.sub(_mask_parameter, _CREDENTIALS.sub("//***@", text))
 
 
 def default_tracking_uri(root: Path | None = None) -> str:

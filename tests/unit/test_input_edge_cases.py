@@ -82,6 +82,23 @@ def test_redact_removes_credentials(text, expected):
     assert redact(text) == expected
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        *("accessToken", "AWSAccessKeyId", "x-amz-security-token", "client_secret", "apiKey"),
+        *("sig", "APIKEY", "pwd", "private_key", "sessionkey", "X-Amz-Credential", "refresh_token"),
+    ],
+)
+def test_redact_masks_every_spelling_of_a_secret_parameter(name):
+    assert redact(f"https://h/x?a=1&{name}=S3cr3t&b=2") == f"https://h/x?a=1&{name}=***&b=2"
+
+
+def test_redact_keeps_parameters_whose_names_only_contain_a_secret_word():
+    # "keyword" holds "key", "design" holds "sig": the message keeps what the user needs
+    text = "https://h/x?keyword=vae&design=a&monkey=1&author=me&passage=p&sv=2020"
+    assert redact(text) == text
+
+
 def test_credentials_never_reach_params_or_the_model_files(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_ANOMALY_TRACKING__URI", "postgresql://u:pw@db/mlflow")
     settings = quick_settings(training={"max_epochs": 2})
