@@ -263,9 +263,9 @@ def main() -> None:
     elif args.members == "features":
         keys += [("features", m) for m in range(args.size)]
     else:
-        from pipeline.training_setup import DISCRETE_BETA
+        from pipeline.training_setup import DISCRETE_BETA, NUMERIC_BETA
 
-        default_beta = DISCRETE_BETA if kind == "categorical" else 0.1
+        default_beta = DISCRETE_BETA if kind == "categorical" else NUMERIC_BETA
         keys = sorted({beta_fit(b, default_beta, j) for b in args.betas for j in (0, 1)} | {*keys})
     code = source_hash()
     cache = args.cache / code  # a fit is reused only by the code that made it

@@ -12,6 +12,7 @@ from pipeline.config import Settings
 from pipeline.schema import TableSchema
 from vae import TrainConfig, VAEConfig, default_architecture
 
+NUMERIC_BETA = 0.1  # the KL weight of a table with a numeric column
 DISCRETE_BETA = 0.5  # the KL weight of a table whose model columns are all categorical
 DISCRETE_DOWNWEIGHT = 0.1  # the share of each batch with bounded influence, for such a table
 DISCRETE_AVERAGE_EPOCHS = 5.0  # the weights kept average the iterates of about 5 epochs, ditto
@@ -42,7 +43,7 @@ def resolved_settings(settings: Settings, schema: TableSchema) -> Settings:
     ``DISCRETE_BETA`` and scored by ``scaled_elbo``: the negative MSE ELBO with each encoded
     feature's squared error in units of its training variance (a one-hot indicator of a
     category of training share ``q``: ``q (1 - q)``, floored at 0.001), as the numeric columns'
-    errors are in units of their standard deviation; other tables get ``beta`` 0.1 and the
+    errors are in units of their standard deviation; other tables get ``NUMERIC_BETA`` and the
     ``log_max`` score. Why the KL weight: the Gaussian decoder's likelihood of 0/1 features is
     degenerate (their variance can shrink to its floor), so with a cheap latent code (``beta``
     0.1) a model learns every combination of categories in the code and reconstructs anomalies
@@ -73,7 +74,9 @@ def resolved_settings(settings: Settings, schema: TableSchema) -> Settings:
     """
     discrete = not schema.numeric_columns
     training, scoring = settings.training, settings.scoring
-    beta = training.beta if training.beta != "auto" else (DISCRETE_BETA if discrete else 0.1)
+    beta = training.beta
+    if beta == "auto":
+        beta = DISCRETE_BETA if discrete else NUMERIC_BETA
     downweight = training.downweight_fraction
     if downweight == "auto":
         downweight = DISCRETE_DOWNWEIGHT if discrete else 0.0

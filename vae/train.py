@@ -119,8 +119,9 @@ class _WeightAverage:
     ``min(1 - 1 / (epochs * steps per epoch), (1 + t) / (10 + t))``: the second term lets the
     initial weights soon stop counting, and it holds the window to about a ninth of the steps
     since the (re)start, so the full ``epochs`` window is reached only ``9 * epochs`` epochs
-    after it (the default fit: 100 epochs, a restart at trimming, epoch 50, ``epochs`` 5: a
-    window of 5 epochs from epoch 95 on, 4 epochs at epoch 86). A window under one step
+    after it (the default fit: 100 epochs, a restart at trimming, epoch 50, when it drops a
+    row, ``epochs`` 5: a window of 5 epochs from epoch 95 on, 4 epochs at epoch 86; without a
+    restart the full window is reached at epoch 45). A window under one step
     (``epochs * steps per epoch < 1``) keeps the iterate itself (decay 0).
     """
 
@@ -232,16 +233,17 @@ def _fit(
             )
             result.trimmed_rows = int((~keep_train).sum())
             result.kept_rows = np.flatnonzero(keep_train)
-            xt = xt[torch.from_numpy(keep_train).to(device)]
-            n = xt.shape[0]
-            if average is not None:
-                average.restart(-(-n // batch_size))
-            if xv is not None:
-                keep_val = _untrimmed(model, xv, 0.0, cutoff)[0]
-                if keep_val.any():  # a validation set trimmed away entirely stays whole
-                    xv = xv[torch.from_numpy(keep_val).to(device)]
-            # the epochs before trimming fitted the anomalies too: only later ones compete
-            best_loss = math.inf
+            if result.trimmed_rows:  # a trim that drops no row changes nothing
+                xt = xt[torch.from_numpy(keep_train).to(device)]
+                n = xt.shape[0]
+                if average is not None:
+                    average.restart(-(-n // batch_size))
+                if xv is not None:
+                    keep_val = _untrimmed(model, xv, 0.0, cutoff)[0]
+                    if keep_val.any():  # a validation set trimmed away entirely stays whole
+                        xv = xv[torch.from_numpy(keep_val).to(device)]
+                # the epochs before trimming fitted the anomalies too: only later ones compete
+                best_loss = math.inf
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         sums = np.zeros(3)

@@ -267,6 +267,22 @@ def test_an_early_stop_before_the_trim_epoch_trims_first():
     assert len(np.intersect1d(np.setdiff1d(np.arange(400), result.kept_rows), outliers)) >= 18
 
 
+def test_a_trim_that_drops_no_row_leaves_training_exactly_as_without_trimming():
+    # Given a table without far-out rows, trained with the far-out fence, weight averaging and
+    # a validation set, the trim at epoch 10 drops nothing: the average does not restart and
+    # the best epoch before it still counts, so every loss and weight is the untrimmed run's
+    x, cfg = _correlated(300), VAEConfig(n_features=10, hidden_dims=(16,), latent_dim=2)
+    base = {"max_epochs": 20, "beta": 0.1, "average_epochs": 2.0, "seed": 3}
+    fence = TrainConfig(**base, trim_fraction=0.1, trim_fence=3.0, trim_epoch=10)
+    trimmed = fit_vae(x[:240], x[240:], cfg, fence)
+    plain = fit_vae(x[:240], x[240:], cfg, TrainConfig(**base))
+    assert trimmed.trimmed_rows == 0 and len(trimmed.kept_rows) == 240
+    assert [h.val_loss for h in trimmed.history] == [h.val_loss for h in plain.history]
+    assert trimmed.best_epoch == plain.best_epoch
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(trimmed.model.state_dict()[name], value), name
+
+
 def test_influence_weights_cap_each_rows_excess_over_the_median_at_the_cut():
     loss = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 50.0, 500.0])
     terms = ElboTerms(recon_per_feature=loss[:, None], recon=loss, kl=torch.zeros_like(loss))
