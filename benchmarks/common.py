@@ -112,11 +112,14 @@ class Target:
     detail: str = ""  # the numbers the value comes from
     key: str = ""  # the measurement whose profile explains a miss
     error: str = ""  # the run behind the value failed: a miss
+    comparable: bool = True  # False: value and needed were measured apart (met is None)
 
     @property
     def met(self) -> bool | None:
         if self.error:
             return False
+        if not self.comparable:
+            return None
         if not (math.isfinite(self.value) and math.isfinite(self.needed)):
             return None
         return self.value >= self.needed if self.higher_is_better else self.value <= self.needed

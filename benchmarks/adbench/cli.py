@@ -31,6 +31,7 @@ from benchmarks.adbench.report import (
     plot,
     quality_report,
     summarise,
+    timing_machines,
 )
 from benchmarks.adbench.runner import RunConfig, run
 from benchmarks.adbench.suites import Suite, adbench_suite, categorical_suite
@@ -213,7 +214,7 @@ def run_suite(
         log.error("%s: no result", suite.label)
         return None
     summary = summarise(per_split, detectors)
-    targets = evaluate_targets(summary, suite.rules)
+    targets = evaluate_targets(summary, suite.rules, timing_machines(per_split))
     args.out.mkdir(parents=True, exist_ok=True)
     per_split.to_csv(args.out / f"{suite.name}_per_split.csv", index=False)
     summary.table.to_csv(args.out / f"{suite.name}_table.csv", float_format="%.6g")

@@ -34,6 +34,7 @@ PER_SPLIT_COLUMNS = [
     "score_s",
     "error",
     "source",
+    "timed_on",  # the machine fit_s / score_s were measured on (a cached result's own)
     "n_rows",
     "n_features",
     "n_train",
@@ -206,9 +207,11 @@ def run(config: RunConfig) -> pd.DataFrame:
                 }
                 use_cache = config.reuse_vae if is_vae else not config.refresh_baselines
                 cached = cache.get(key) if use_cache else None
+                timed_on = config.meta.get("machine", "")
                 if cached is not None:
                     outcome = Outcome(**{k: cached.get(k, v) for k, v in vars(Outcome()).items()})
                     source = "cache"
+                    timed_on = cached.get("machine", "") or "unknown"
                 else:
                     outcome = run_detector(spec, split)
                     source = "computed"
@@ -219,7 +222,7 @@ def run(config: RunConfig) -> pd.DataFrame:
                                 **vars(outcome),
                                 "pyod_version": config.pyod_version,
                                 "computed_at": dt.datetime.now().isoformat(timespec="seconds"),
-                                "machine": config.meta.get("machine", ""),
+                                "machine": timed_on,
                             }
                         )
                 rows.append(
@@ -229,6 +232,7 @@ def run(config: RunConfig) -> pd.DataFrame:
                         "model_seed": spec.model_seed,
                         **vars(outcome),
                         "source": source,
+                        "timed_on": timed_on,
                     }
                 )
                 status = (
