@@ -37,8 +37,8 @@ from benchmarks.adbench.data import half_of
 from benchmarks.adbench.detectors import as_frames, source_hash
 from benchmarks.adbench.suites import adbench_suite
 from benchmarks.common import machine_description, md_header, md_row
+from benchmarks.ensembles import SPLIT_SEEDS
 
-SPLIT_SEEDS = (1, 2, 3)
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 COMBINATIONS = {
     "max (`log_max`, the default)": lambda zr, zk: np.maximum(zr, zk),
@@ -57,12 +57,12 @@ def _fit(task: tuple[str, Path, str, int, int, Path]) -> Path:
 
     from pipeline.config import Settings
     from pipeline.detector import AnomalyDetector
+    from pipeline.ingest import read_table
     from pipeline.schema import check_scoring_frame
 
     torch.set_num_threads(1)
     if kind == "sample":
-        train = pd.read_csv(SAMPLE / "train.csv", dtype={"transaction_id": str})
-        test = pd.read_csv(SAMPLE / "batch.csv", dtype={"transaction_id": str})
+        train, test = read_table(SAMPLE / "train.csv"), read_table(SAMPLE / "batch.csv")
         y = test["label"].to_numpy()
     else:
         suite = adbench_suite(data)
