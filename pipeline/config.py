@@ -310,7 +310,7 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
 def _names_a_secret(name: str) -> bool:
-    words = [w.lower() for part in re.split(r"[_.-]+", name) for w in _WORD.findall(part)]
+    words = [w.lower() for w in _WORD.findall(name)]  # _ . - belong to no word
     joined = re.sub(r"[_.-]", "", name).lower()
     return any(w in _SECRET_WORDS for w in words) or joined.endswith(_SECRET_SUFFIXES)
 
