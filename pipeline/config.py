@@ -128,7 +128,12 @@ class TrainingSettings(_Section):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 42
     device: str = Field(default="auto", description="auto, cpu or cuda")
-    cpu_threads: int = Field(default=1, ge=0, description="torch CPU threads in training (0 = all)")
+    cpu_threads: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        default="auto",
+        description="torch CPU threads in training (0 = all); auto: 2 (or the one core there "
+        "is) for an encoded table of 64 features or more, whose matrix products are worth "
+        "splitting, else 1",
+    )
     min_rows: int = Field(default=20, ge=2, description="fewest training rows accepted")
     progress_bar: bool = False
 

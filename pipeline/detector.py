@@ -105,7 +105,7 @@ class AnomalyDetector:
         ).fit(train_part)
         x_train, x_val = pre.transform(train_part), pre.transform(val_part)
         config = vae_config(s, pre.n_features)
-        result = fit_vae(x_train, x_val, config, train_config(s), on_epoch=on_epoch)
+        result = fit_vae(x_train, x_val, config, train_config(s, pre.n_features), on_epoch=on_epoch)
         self.schema_ = schema
         self.preprocessor_ = pre
         self.vae_config_ = config

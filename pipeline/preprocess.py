@@ -19,6 +19,7 @@ categories encode as all zeros (tolerated, not an error). Missing categoricals a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +42,28 @@ CLIP = 1e4
 HUGE = 1e100
 
 
+_WHOLE_FLOAT = re.compile(r"^(-?\d+)\.0+$")
+_PLAIN = (str, bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _spelling(text: str) -> str:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low.capitalize()
+    return _WHOLE_FLOAT.sub(r"\1", text)
+
+
 def _canonical(values: pd.Series) -> np.ndarray:
     """Non-missing values as their one spelling, whatever the reader: pandas reads true/false
-    as bools and integer codes with gaps as floats (3.0) where pyarrow keeps the text."""
+    as bools and integer codes with gaps as floats (3.0) where pyarrow keeps the text.
+
+    It is called with a column's distinct values: plain values (text, numbers, bools) are
+    spelled one by one in Python, the same spelling as pandas' string cast at a fraction of its
+    per-call cost (a 300-column table calls it 300 times per pass); anything else (bytes, ...)
+    goes through pandas."""
+    objects = values.to_numpy(dtype=object)
+    if all(isinstance(v, _PLAIN) for v in objects):
+        return np.array([_spelling(str(v)) for v in objects], dtype=object)
     text = values.astype(object).astype(str)
     lowered = text.str.lower()
     text = text.mask(lowered == "true", "True").mask(lowered == "false", "False")

@@ -174,7 +174,19 @@ def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFra
     values in every model column (a model of it would flag every real row).
     """
     out = frame[list(schema.roles)].copy()
-    for column in schema.numeric_columns:
+    typed = {c: None for c in schema.numeric_columns if _is_number_dtype(out[c])}
+    if typed:  # columns read as numbers: one float64 block (a wide table has thousands)
+        block = out[list(typed)].astype("float64")
+        infinite = np.isinf(block.to_numpy())
+        for column, count in zip(typed, infinite.sum(axis=0).tolist(), strict=True):
+            if count:
+                logger.warning(
+                    "training column %r: 0 non-numeric and %d infinite values treated as missing",
+                    column,
+                    count,
+                )
+        out[list(typed)] = block.mask(infinite)
+    for column in [c for c in schema.numeric_columns if c not in typed]:
         raw = out[column]
         numbers = to_float(raw)
         bad_text = raw.notna() & numbers.isna()
@@ -205,9 +217,13 @@ def _check_variation(clean: pd.DataFrame, schema: TableSchema) -> None:
         )
 
 
+def _is_number_dtype(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
 def to_float(values: pd.Series) -> pd.Series:
     """A column as float64: numbers as they are, text parsed (stripped), the rest NaN."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    if _is_number_dtype(values):
         return values.astype("float64")
     return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype("float64")
 

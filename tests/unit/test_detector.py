@@ -252,3 +252,19 @@ def test_default_ranks_a_cluster_of_anomalies_in_the_training_data_first():
     assert detector.settings.training.average_epochs == 0.0  # the last iterate's weights
     assert roc_auc_score(labels, scores) >= 0.99
     assert average_precision_score(labels, scores) >= 0.9
+
+
+def test_training_threads_split_only_a_wide_tables_products(monkeypatch):
+    # Given the "auto" thread rule, when tables of several encoded widths are trained, then a
+    # table under 64 features trains on one thread, a wider one on two (one where the process
+    # has a single core), and a number given is used as it is
+    from pipeline import training_setup
+    from pipeline.training_setup import training_threads
+
+    assert training_threads("auto", 63) == 1
+    assert training_setup.available_cores() >= 1
+    monkeypatch.setattr(training_setup, "available_cores", lambda: 16)
+    assert training_threads("auto", 64) == training_threads("auto", 1555) == 2
+    monkeypatch.setattr(training_setup, "available_cores", lambda: 1)
+    assert training_threads("auto", 1555) == 1
+    assert training_threads(3, 10) == 3 and training_threads(0, 10) == 0

@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import Settings, redact
 from pipeline.detector import AnomalyDetector
 from pipeline.ingest import read_for_scoring, read_table
-from pipeline.preprocess import categorical_strings
+from pipeline.preprocess import _canonical, categorical_strings
 from pipeline.schema import infer_schema
 from tests.conftest import mixed_frame, quick_settings
 
@@ -106,3 +106,17 @@ def test_credentials_never_reach_params_or_the_model_files(tmp_path, monkeypatch
     detector = AnomalyDetector(settings).fit(mixed_frame(100))
     detector.save(tmp_path / "m")
     assert "u:pw" not in (tmp_path / "m" / "detector.json").read_text()
+
+
+def test_distinct_values_are_spelled_as_pandas_string_cast_spells_them():
+    # Given a column's distinct values of every plain kind (the fast path) and one with bytes
+    # (pandas' path), when they are spelled, then each is pandas' str cast of it, with
+    # true/false capitalised and a whole number's ".0" dropped, as before the fast path
+    values = [1.0, 3.0, 2.5, -4.0, 1e20, 0.1, np.float32(2.0), np.int64(7), True, np.bool_(False)]
+    values += ["TRUE", "fAlse", "3.000", "-2.0", " 3.0", "3.0 ", "x", -0.0, float("inf"), 10**30]
+    expected = ["1", "3", "2.5", "-4", "1e+20", "0.1", "2", "7", "True", "False"]
+    expected += ["True", "False", "3", "-2", " 3.0", "3.0 ", "x", "-0", "inf", str(10**30)]
+    assert list(_canonical(pd.Series(values, dtype=object))) == expected
+    with_bytes = pd.Series([b"by", 2.0, "true"], dtype=object)
+    assert list(_canonical(with_bytes)) == ["by", "2", "True"]
+    assert list(_canonical(pd.Series([], dtype=object))) == []
