@@ -46,7 +46,7 @@ test: lint typecheck
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
 	$(BIN)/python -m benchmarks.adbench --data ../shared/datasets/adbench \
-		--categorical ../shared/datasets/categorical
+		--categorical ../shared/datasets/categorical --model-seeds 42 43 44
 
 bench-quick: install
 	$(BIN)/pip install --quiet --disable-pip-version-check pyod tqdm
