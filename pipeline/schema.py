@@ -174,32 +174,28 @@ def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFra
     values in every model column (a model of it would flag every real row).
     """
     out = frame[list(schema.roles)].copy()
-    typed = {c: None for c in schema.numeric_columns if _is_number_dtype(out[c])}
-    if typed:  # columns read as numbers: one float64 block (a wide table has thousands)
-        block = out[list(typed)].astype("float64")
-        infinite = np.isinf(block.to_numpy())
-        for column, count in zip(typed, infinite.sum(axis=0).tolist(), strict=True):
-            if count:
-                logger.warning(
-                    "training column %r: 0 non-numeric and %d infinite values treated as missing",
-                    column,
-                    count,
-                )
-        out[list(typed)] = block.mask(infinite)
-    for column in [c for c in schema.numeric_columns if c not in typed]:
-        raw = out[column]
-        numbers = to_float(raw)
-        bad_text = raw.notna() & numbers.isna()
+    columns = schema.numeric_columns
+    if columns:
+        # the columns read as numbers cast as one block (a wide table has thousands), the
+        # others parsed one by one
+        typed = [c for c in columns if _is_number_dtype(out[c])]
+        block = out[typed].astype("float64")
+        numbers = pd.DataFrame(
+            {c: (block[c] if c in block else to_float(out[c])).to_numpy() for c in columns},
+            index=out.index,
+            columns=columns,
+        )
+        bad_text = (out[columns].notna() & numbers.isna()).sum().tolist()
         infinite = np.isinf(numbers.to_numpy())
-        if bad_text.any() or infinite.any():
-            logger.warning(
-                "training column %r: %d non-numeric and %d infinite values treated as missing",
-                column,
-                int(bad_text.sum()),
-                int(infinite.sum()),
-            )
-        numbers[infinite] = np.nan
-        out[column] = numbers
+        for column, text, inf in zip(columns, bad_text, infinite.sum(axis=0).tolist(), strict=True):
+            if text or inf:
+                logger.warning(
+                    "training column %r: %d non-numeric and %d infinite values treated as missing",
+                    column,
+                    text,
+                    inf,
+                )
+        out[columns] = numbers.mask(infinite)
     for column in schema.categorical_columns + schema.id_columns:
         out[column] = out[column].astype(object).where(out[column].notna(), None)
     _check_variation(out, schema)
