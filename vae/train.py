@@ -19,6 +19,7 @@ import torch
 from vae.infer import LogScale, as_tensor, score_arrays
 from vae.loss import elbo_terms, influence_weights
 from vae.model import VAE, VAEConfig
+from vae.optim import Adam
 
 
 @dataclass(frozen=True)
@@ -205,11 +206,9 @@ def _fit(
     generator = torch.Generator().manual_seed(config.seed)
 
     model = VAE(vae_config).to(device)
-    # the fused kernel updates all parameters in one call: same numbers, about 25% less time
-    # per step for these small networks on CPU
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
-    )
+    # Adam's fused kernel updates all parameters in one call (same numbers as the per-tensor
+    # loop, about 25% less time per step for these small networks on CPU), called directly
+    optimizer = Adam(model.parameters(), config.learning_rate, config.weight_decay)
     xt = as_tensor(x_train, device)
     xv = as_tensor(x_val, device) if x_val is not None and len(x_val) > 0 else None
     n = xt.shape[0]
@@ -256,7 +255,7 @@ def _fit(
             if downweighting and epoch >= config.downweight_epoch and batch.shape[0] >= 8:
                 weights = influence_weights(terms, config.beta, config.downweight_fraction)
             loss = terms.loss(config.beta, config.feature_reduction, weights)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             if average is not None:
