@@ -106,3 +106,23 @@ def test_a_fit_with_the_fast_paths_is_the_fit_with_torchs_functions(monkeypatch)
     slow = fit_vae(x[:240], x[240:], config, train)
     assert torch.equal(_weights(fast.model), _weights(slow.model))
     assert [e.val_loss for e in fast.history] == [e.val_loss for e in slow.history]
+
+
+@pytest.mark.parametrize("average_epochs", [0.0, 2.0])
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_the_weights_kept_are_those_of_the_best_epoch(average_epochs, dropout):
+    # the best epoch's weights are copied in place and module modes are switched only with
+    # dropout: a fit that stops early ends with the weights of the same fit cut at its best epoch
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(240, 6)).astype(np.float32)
+    x[:, 3:] = x[:, :3] + 0.1 * x[:, 3:]
+    config = VAEConfig(n_features=6, hidden_dims=(12,), latent_dim=2, dropout=dropout)
+    train = dict(learning_rate=5e-2, batch_size=32, seed=3, average_epochs=average_epochs)
+    long = fit_vae(x[:180], x[180:], config, TrainConfig(max_epochs=60, patience=3, **train))
+    assert long.stopped_early and long.best_epoch < len(long.history)
+    cut = fit_vae(
+        x[:180], x[180:], config, TrainConfig(max_epochs=long.best_epoch, patience=99, **train)
+    )
+    assert cut.best_epoch == long.best_epoch
+    assert torch.equal(_weights(long.model), _weights(cut.model))
+    assert not long.model.training  # handed back ready to score
