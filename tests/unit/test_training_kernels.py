@@ -126,3 +126,11 @@ def test_the_weights_kept_are_those_of_the_best_epoch(average_epochs, dropout):
     assert cut.best_epoch == long.best_epoch
     assert torch.equal(_weights(long.model), _weights(cut.model))
     assert not long.model.training  # handed back ready to score
+    torch.manual_seed(3)  # the fit's own seeding: the weights it started from
+    assert not torch.equal(_weights(long.model), _weights(VAE(config)))
+    # the validation loss that chose the best epoch is that of the weights handed back,
+    # evaluated deterministically (dropout off)
+    val_loss = vae.train._evaluate(
+        long.model, torch.from_numpy(x[180:]), TrainConfig(**train), 8192
+    )[0]
+    assert val_loss == long.history[long.best_epoch - 1].val_loss
