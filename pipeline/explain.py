@@ -134,10 +134,16 @@ class Explainer:
         normal = np.array([statistics.NormalDist().inv_cdf(q) for q in levels])
         owner: list[int] = []
         changes: list[tuple[np.ndarray, np.ndarray]] = []
+        # each column's features, in order (one pass; a wide table has thousands of columns)
+        order = np.argsort(sources, kind="stable")
+        names, starts = np.unique(sources[order], return_index=True)
+        groups = np.split(order, starts[1:]) if len(names) else []
+        of_column = dict(zip(names.tolist(), groups, strict=True))
+        numeric = {c: i for i, c in enumerate(pre.numeric_columns)}
         for j, column in enumerate(self.columns):
-            features = np.flatnonzero(sources == column)
-            if column in pre.numeric_columns:
-                value = pre.numeric_columns.index(column)  # its feature; then its indicator
+            features = of_column.get(column, np.empty(0, dtype=np.int64))
+            if column in numeric:
+                value = numeric[column]  # its feature; then its indicator
                 grid = normal if reference is None else np.quantile(reference[:, value], levels)
                 settings = [np.r_[level, np.zeros(len(features) - 1)] for level in np.unique(grid)]
             else:

@@ -127,22 +127,36 @@ class TabularPreprocessor:
 
     # -- fitting -------------------------------------------------------------------------
     def _kept_categories(self, frame: pd.DataFrame) -> list[list[str]]:
+        """Each categorical column's kept categories: by frequency, ties by name; the
+        ``max_categories`` most frequent when it has more (with a warning)."""
         kept = []
         for column in self.categorical_columns:
-            counts = pd.Series(categorical_strings(frame[column])).value_counts(sort=True)
-            top = counts.iloc[: self.max_categories]
-            # deterministic order: by frequency, ties by name
-            ordered = sorted(top.index.tolist(), key=lambda c: (-int(top[c]), str(c)))
-            if len(counts) > self.max_categories:
-                logger.warning(
-                    "column %r has %d categories; the %d most frequent are modeled, the rest "
-                    "encode as unknown",
-                    column,
-                    len(counts),
-                    self.max_categories,
-                )
-            kept.append([str(c) for c in ordered])
+            codes, spellings = _factorized(frame[column])
+            per_code = np.bincount(codes, minlength=len(spellings)).tolist()
+            counts: dict[str, int] = {}  # per spelling: two readings of a value are one
+            for spelling, count in zip(spellings.tolist(), per_code, strict=True):
+                if count:
+                    counts[spelling] = counts.get(spelling, 0) + count
+            if len(counts) <= self.max_categories:  # all kept: the order is a full sort
+                kept.append(sorted(counts, key=lambda c: (-counts[c], c)))
+            else:
+                kept.append(self._most_frequent(column, spellings.astype(object)[codes]))
         return kept
+
+    def _most_frequent(self, column: str, strings: np.ndarray) -> list[str]:
+        """The ``max_categories`` most frequent of a column's spellings: the cut (ties at it
+        included) is pandas' ``value_counts``, the kept ones ordered by frequency, then name."""
+        counts = pd.Series(strings).value_counts(sort=True)
+        top = counts.iloc[: self.max_categories]
+        ordered = sorted(top.index.tolist(), key=lambda c: (-int(top[c]), str(c)))
+        logger.warning(
+            "column %r has %d categories; the %d most frequent are modeled, the rest "
+            "encode as unknown",
+            column,
+            len(counts),
+            self.max_categories,
+        )
+        return [str(c) for c in ordered]
 
     def _skewed_columns(self, frame: pd.DataFrame) -> list[str]:
         """Columns to map with the signed log: skewed ones, and always those with huge values.
@@ -196,22 +210,31 @@ class TabularPreprocessor:
         return ColumnTransformer(parts, sparse_threshold=0.0, remainder="drop")
 
     def sklearn_input(self, frame: pd.DataFrame) -> pd.DataFrame:
-        data: dict[str, Any] = {}
-        for column in self.numeric_columns:
-            data[column] = frame[column].astype("float64")
-        for column in self.categorical_columns:
-            data[column] = categorical_strings(frame[column])
-        return pd.DataFrame(data, index=frame.index)
+        """The frame the ColumnTransformer reads: numeric columns as one float64 block,
+        categorical ones as their spellings."""
+        # one column-major block, as a frame built column by column holds it (the scaler's
+        # sums then run down contiguous columns)
+        numeric = pd.DataFrame(
+            np.asfortranarray(numeric_matrix(frame, self.numeric_columns)),
+            columns=self.numeric_columns,
+        )
+        if not self.categorical_columns:
+            return numeric
+        text = {c: categorical_strings(frame[c]) for c in self.categorical_columns}
+        return pd.concat([numeric, pd.DataFrame(text)], axis=1)
 
     def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
         if not self.numeric_columns and not self.categorical_columns:
             raise ValueError("no column to model: every column is an id, ignored or empty")
         categories = self._kept_categories(frame)
         self.log_columns_ = self._skewed_columns(frame)
-        transformer = self.sklearn_transformer(categories, self.log_columns_).fit(
-            self.sklearn_input(frame)
-        )
         if self.numeric_columns:
+            # the categorical part has nothing to learn (its categories are given): only the
+            # numeric steps are fitted, on the numeric columns
+            numeric_only = TabularPreprocessor(self.numeric_columns, [])
+            transformer = numeric_only.sklearn_transformer([], self.log_columns_).fit(
+                numeric_only.sklearn_input(frame)
+            )
             numeric = transformer.named_transformers_["num"]
             imputer: SimpleImputer = numeric.named_steps["impute"]
             scaler: StandardScaler = numeric.named_steps["scale"]

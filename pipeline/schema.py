@@ -173,20 +173,13 @@ def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFra
     Raises :class:`SchemaError` when the table has no variation: every row holds the same
     values in every model column (a model of it would flag every real row).
     """
-    out = frame[list(schema.roles)].copy()
+    selected = frame[list(schema.roles)]
     columns = schema.numeric_columns
+    numbers = _numeric_block(selected, columns)
+    values = numbers.to_numpy(dtype=np.float64, copy=True)
+    infinite = np.isinf(values)
     if columns:
-        # the columns read as numbers cast as one block (a wide table has thousands), the
-        # others parsed one by one
-        typed = [c for c in columns if _is_number_dtype(out[c])]
-        block = out[typed].astype("float64")
-        numbers = pd.DataFrame(
-            {c: (block[c] if c in block else to_float(out[c])).to_numpy() for c in columns},
-            index=out.index,
-            columns=columns,
-        )
-        bad_text = (out[columns].notna() & numbers.isna()).sum().tolist()
-        infinite = np.isinf(numbers.to_numpy())
+        bad_text = (selected[columns].notna().to_numpy() & np.isnan(values)).sum(axis=0).tolist()
         for column, text, inf in zip(columns, bad_text, infinite.sum(axis=0).tolist(), strict=True):
             if text or inf:
                 logger.warning(
@@ -195,9 +188,12 @@ def clean_training_frame(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFra
                     text,
                     inf,
                 )
-        out[columns] = numbers.mask(infinite)
-    for column in schema.categorical_columns + schema.id_columns:
-        out[column] = out[column].astype(object).where(out[column].notna(), None)
+    values[infinite] = np.nan
+    others = {
+        column: selected[column].astype(object).where(selected[column].notna(), None)
+        for column in schema.categorical_columns + schema.id_columns
+    }
+    out = _assembled(selected, values, columns, others)
     _check_variation(out, schema)
     return out
 
@@ -213,8 +209,42 @@ def _check_variation(clean: pd.DataFrame, schema: TableSchema) -> None:
         )
 
 
-def _is_number_dtype(values: pd.Series) -> bool:
+def _is_number_dtype(values: pd.Series | Any) -> bool:
+    """A number type (a Series or a dtype): numeric and not bool."""
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _numeric_block(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The columns as one float64 frame: those typed as numbers cast as one block (a wide
+    table has thousands; one cast per column costs more than the numbers), text parsed
+    column by column (:func:`to_float`)."""
+    dtypes = frame.dtypes
+    typed = [c for c in columns if _is_number_dtype(dtypes[c])]
+    block = frame[typed].astype("float64")
+    if len(typed) == len(columns):
+        return block
+    return pd.DataFrame(
+        {c: (block[c] if c in block else to_float(frame[c])).to_numpy() for c in columns},
+        index=frame.index,
+        columns=columns,
+    )
+
+
+def _assembled(
+    frame: pd.DataFrame, numbers: np.ndarray, columns: list[str], others: dict[str, pd.Series]
+) -> pd.DataFrame:
+    """``frame``'s columns in their order and its index: ``columns`` from the float64 matrix
+    ``numbers`` (one block, not one per column), the rest from ``others`` (column -> values,
+    their dtypes kept)."""
+    # assembled on positions, so that a duplicated index is never aligned
+    rows = pd.RangeIndex(len(frame))
+    parts = [pd.DataFrame(numbers, index=rows, columns=columns, copy=False)]
+    if others:
+        parts.append(pd.DataFrame({c: v.reset_index(drop=True) for c, v in others.items()}))
+    out = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+    out = out[list(frame.columns)]
+    out.index = frame.index
+    return out
 
 
 def to_float(values: pd.Series) -> pd.Series:
@@ -284,24 +314,28 @@ def check_scoring_frame(
         if line_numbers is None
         else np.asarray(line_numbers, dtype=np.int64)
     )
-    typed = frame[list(schema.roles)].copy()
+    selected = frame[list(schema.roles)]
+    columns = schema.numeric_columns
+    values = _numeric_block(selected, columns).to_numpy(dtype=np.float64, copy=True)
+    # a value present in the batch that did not parse: text, or NaN where NaN is not missing
+    not_a_number = selected[columns].notna().to_numpy(dtype=bool) & np.isnan(values)
+    infinite = np.isinf(values)
     problems: dict[int, str] = {}  # row position -> the first reason it cannot be scored
-    for column in schema.numeric_columns:
-        raw = frame[column]
-        numbers = to_float(raw)
-        values = numbers.to_numpy()
-        infinite = np.isinf(values)
-        not_a_number = (
-            np.zeros(len(values), dtype=bool)
-            if raw.dtype == numbers.dtype
-            else (raw.notna() & numbers.isna()).to_numpy()
-        )
-        for mask, what in ((not_a_number, "is not a number"), (infinite, "is infinite")):
+    # only the columns with a problem (few) are visited, in column order: a row's reason is
+    # that of its first such column
+    for j in np.flatnonzero(not_a_number.any(axis=0) | infinite.any(axis=0)):
+        column, raw = columns[j], selected[columns[j]]
+        for mask, what in (
+            (not_a_number[:, j], "is not a number"),
+            (infinite[:, j], "is infinite"),
+        ):
             for i in np.flatnonzero(mask):  # few: only the rows that cannot be scored
                 problems.setdefault(
                     int(i), f"column {column!r}: value {_shown(raw.iloc[i])} {what}"
                 )
-        typed[column] = numbers
+    numeric = set(columns)
+    others = {c: selected[c] for c in schema.roles if c not in numeric}
+    typed = _assembled(selected, values, columns, others) if columns else selected.copy()
     if not problems:  # the common case: no row rejected, no copy of the batch
         rejected = frame.iloc[:0].copy()
         rejected.insert(0, "reason", pd.Series(dtype=object))
