@@ -129,16 +129,16 @@ class Explainer:
         """
         pre = self.preprocessor
         n_features = len(pre.feature_sources)
-        sources = np.asarray(pre.feature_sources)
         levels = np.linspace(0.02, 0.98, REASON_QUANTILES)
         normal = np.array([statistics.NormalDist().inv_cdf(q) for q in levels])
         owner: list[int] = []
         changes: list[tuple[np.ndarray, np.ndarray]] = []
-        # each column's features, in order (one pass; a wide table has thousands of columns)
-        order = np.argsort(sources, kind="stable")
-        names, starts = np.unique(sources[order], return_index=True)
-        groups = np.split(order, starts[1:]) if len(names) else []
-        of_column = dict(zip(names.tolist(), groups, strict=True))
+        # each column's features, in order (one pass; a wide table has thousands of columns;
+        # a dict, not numpy strings, which would drop a name's trailing NUL characters)
+        grouped: dict[str, list[int]] = {}
+        for position, source in enumerate(pre.feature_sources):
+            grouped.setdefault(source, []).append(position)
+        of_column = {c: np.array(p, dtype=np.int64) for c, p in grouped.items()}
         numeric = {c: i for i, c in enumerate(pre.numeric_columns)}
         for j, column in enumerate(self.columns):
             features = of_column.get(column, np.empty(0, dtype=np.int64))

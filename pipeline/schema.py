@@ -296,7 +296,8 @@ def check_scoring_frame(
 ) -> CheckedBatch:
     """Check a batch against the training schema; reject the rows that cannot be scored.
 
-    Raises :class:`SchemaError` (naming every missing column) when columns are missing.
+    Raises :class:`SchemaError` (naming every missing column) when columns are missing, and
+    when a model column appears more than once (which of the two to score is not knowable).
     """
     missing = [c for c in schema.roles if c not in frame.columns]
     if missing:
@@ -304,6 +305,13 @@ def check_scoring_frame(
             f"{source}: missing column(s) {missing} (the model was trained with them); "
             + _near_names(missing, [str(c) for c in frame.columns])
             + "add them to the file or retrain the model without them"
+        )
+    repeated = frame.columns[frame.columns.duplicated()]
+    twice = [c for c in schema.roles if c in set(repeated)]
+    if twice:
+        raise SchemaError(
+            f"{source}: column(s) {twice} appear more than once; rename or drop the copies so "
+            "each model column is present once"
         )
     extra = [str(c) for c in frame.columns if c not in schema.roles and c not in ignored]
     warnings = []

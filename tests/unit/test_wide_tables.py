@@ -12,6 +12,7 @@ from pipeline.config import DataSettings
 from pipeline.explain import Explainer
 from pipeline.preprocess import TabularPreprocessor, categorical_strings
 from pipeline.schema import (
+    SchemaError,
     TableSchema,
     _shown,
     check_scoring_frame,
@@ -168,9 +169,20 @@ def test_each_columns_reason_candidates_set_that_columns_features():
     explainer = Explainer.__new__(Explainer)
     explainer.preprocessor, explainer.columns = pre, schema.model_columns
     owner, mask, _ = explainer._candidates(None)
-    sources = np.asarray(pre.feature_sources)
     for j, column in enumerate(schema.model_columns):
         mine = mask[owner == j]
         assert len(mine) > 0
-        assert (mine == (sources == column)).all(), column
+        assert (mine == np.array([s == column for s in pre.feature_sources])).all(), column
     assert (np.diff(owner) >= 0).all()  # grouped by column, in order
+
+
+def test_a_batch_holding_a_model_column_twice_is_refused_by_name():
+    frame = _messy()
+    schema = _schema(frame)
+    with pytest.raises(SchemaError, match=r"\['colour'\] appear more than once"):
+        check_scoring_frame(pd.concat([frame, frame[["colour"]]], axis=1), schema)
+    # a column the model does not read may repeat: it is ignored, as any extra column
+    extra = frame[["f"]].rename(columns={"f": "extra"})
+    checked = check_scoring_frame(pd.concat([frame, extra, extra], axis=1), schema)
+    assert list(checked.accepted.columns) == list(schema.roles)
+    assert checked.warnings == ["input: extra column(s) ['extra', 'extra'] ignored"]
