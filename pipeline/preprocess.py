@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -231,7 +231,7 @@ class TabularPreprocessor:
         if self.numeric_columns:
             # the categorical part has nothing to learn (its categories are given): only the
             # numeric steps are fitted, on the numeric columns
-            numeric_only = TabularPreprocessor(self.numeric_columns, [])
+            numeric_only = replace(self, categorical_columns=[])
             transformer = numeric_only.sklearn_transformer([], self.log_columns_).fit(
                 numeric_only.sklearn_input(frame)
             )

@@ -306,8 +306,8 @@ def check_scoring_frame(
             + _near_names(missing, [str(c) for c in frame.columns])
             + "add them to the file or retrain the model without them"
         )
-    repeated = frame.columns[frame.columns.duplicated()]
-    twice = [c for c in schema.roles if c in set(repeated)]
+    repeated = set(frame.columns[frame.columns.duplicated()])
+    twice = [c for c in schema.roles if c in repeated]
     if twice:
         raise SchemaError(
             f"{source}: column(s) {twice} appear more than once; rename or drop the copies so "
