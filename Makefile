@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
+# pytest runs the tests on this many pytest-xdist worker processes (`make test TEST_WORKERS=1`: one)
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: install run test lint typecheck unit integration bench bench-quick bench-speed lock clean
 
@@ -31,15 +34,15 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install
-	$(BIN)/pytest tests/unit
+	$(PYTEST) tests/unit
 
 integration: install
-	$(BIN)/pytest tests/integration
+	$(PYTEST) tests/integration
 
 ## the report render test needs a headless browser: Debian's chromium (installed when missing)
 test: lint typecheck
 	bash .ci/install_chromium.sh
-	$(BIN)/pytest
+	$(PYTEST)
 
 ## quality benchmark against PyOD and AVF on ADBench and the categorical tables (not part of the
 ## tests; writes quality.md too): see benchmarks/README.md
