@@ -75,7 +75,7 @@ class ModelSettings(_Section):
 
     hidden_dims: tuple[int, ...] = ()
     latent_dim: int = Field(default=0, ge=0)
-    activation: Literal["relu", "gelu", "tanh", "leaky_relu"] = "gelu"
+    activation: Literal["relu", "gelu", "tanh", "leaky_relu", "silu"] = "gelu"
     dropout: float = Field(default=0.0, ge=0, lt=1)
     decoder_variance: Literal["fixed", "learned"] = Field(
         default="learned", description="fixed: unit variance; learned: one variance per feature"

@@ -55,6 +55,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
     "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
 }
 
 

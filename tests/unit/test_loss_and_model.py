@@ -185,7 +185,7 @@ def test_padded_inference_computes_what_the_model_computes():
     # the zero-padded layers of the inference passes give the model's own numbers (up to
     # float32 summation order), for every activation, with dropout off at inference
     x = _correlated(200, seed=4)
-    for activation in ("gelu", "relu", "tanh", "leaky_relu"):
+    for activation in ("gelu", "relu", "tanh", "leaky_relu", "silu"):
         torch.manual_seed(5)
         config = VAEConfig(
             n_features=10, hidden_dims=(35, 19), latent_dim=3, activation=activation, dropout=0.1
