@@ -1,8 +1,10 @@
 import math
+import typing
 
 import numpy as np
 import torch
 
+from pipeline.config import ModelSettings
 from vae import (
     VAE,
     TrainConfig,
@@ -15,6 +17,7 @@ from vae import (
 )
 from vae.infer import CATEGORY_FLOOR, FeatureLoss, aligned_window, as_tensor
 from vae.loss import ElboTerms, elbo_terms, influence_weights, kl_divergence, reconstruction_error
+from vae.model import _ACTIVATIONS
 from vae.train import _evaluate, _WeightAverage, cpu_threads
 
 
@@ -181,11 +184,18 @@ def test_pearsons_chi_square_of_categorical_blocks_is_per_row_and_from_the_class
     assert score_arrays(model, x).pearson is None  # no blocks, no chi-square
 
 
+def test_the_settings_offer_exactly_the_activations_the_model_builds():
+    # the settings' Literal (checked by pydantic and mypy) is a second spelling of the names
+    assert set(typing.get_args(ModelSettings.model_fields["activation"].annotation)) == set(
+        _ACTIVATIONS
+    )
+
+
 def test_padded_inference_computes_what_the_model_computes():
     # the zero-padded layers of the inference passes give the model's own numbers (up to
     # float32 summation order), for every activation, with dropout off at inference
     x = _correlated(200, seed=4)
-    for activation in ("gelu", "relu", "tanh", "leaky_relu", "silu"):
+    for activation in _ACTIVATIONS:
         torch.manual_seed(5)
         config = VAEConfig(
             n_features=10, hidden_dims=(35, 19), latent_dim=3, activation=activation, dropout=0.1
